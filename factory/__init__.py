@@ -1,0 +1,3 @@
+"""factory: recipes in, post-training datasets out."""
+
+__version__ = "0.1.0"

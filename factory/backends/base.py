@@ -1,0 +1,117 @@
+"""The one contract every LLM backend implements: ``generate(requests) -> completions``.
+
+A request is chat messages + sampling params + a sample index. The sample index lets a step ask
+for several independent samples of the same prompt; it is part of the cache key and of the
+per-request random seed, so sample 3 is the same text whether it was made alone or in a batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int = 0  # the build's global seed; per-request seeds derive from it
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass(frozen=True)
+class Request:
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs: hashable and ordered
+    params: SamplingParams
+    sample_index: int = 0
+    logprobs: bool = False
+
+    @classmethod
+    def chat(cls, messages: list[dict[str, str]], params: SamplingParams, sample_index: int = 0,
+             logprobs: bool = False) -> "Request":
+        return cls(tuple((m["role"], m["content"]) for m in messages), params, sample_index, logprobs)
+
+    def message_dicts(self) -> list[dict[str, str]]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+    def prompt_hash(self) -> str:
+        """Hash of the prompt alone (messages), recorded in lineage."""
+        return hashlib.sha256(json.dumps(self.messages).encode()).hexdigest()[:16]
+
+    def sampling_seed(self, backend: str, model: str) -> int:
+        """Deterministic per-request seed: same request -> same seed, whatever the batching."""
+        return int(request_key(backend, model, self)[:8], 16)
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str = "stop"  # stop | length | error
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    logprobs: list[float] | None = None  # per generated token, where the backend has them
+    error: str | None = None  # set when the call failed; failed calls are never cached
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Completion":
+        return cls(**json.loads(text))
+
+
+def request_key(backend: str, model: str, request: Request) -> str:
+    """Cache key: backend, model, sampling params, messages, sample index — nothing about batching."""
+    payload = {
+        "backend": backend,
+        "model": model,
+        "params": request.params.as_dict(),
+        "messages": request.messages,
+        "sample_index": request.sample_index,
+        "logprobs": request.logprobs,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class BackendSettings:
+    """What a recipe's backend block hands to a backend's constructor."""
+
+    model: str | None = None
+    concurrency: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """An LLM behind one narrow async method. Subclasses set ``name`` and implement ``generate``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: BackendSettings) -> None:
+        self.settings = settings
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the model in cache keys and lineage."""
+        return self.settings.model or "default"
+
+    @abstractmethod
+    async def generate(self, requests: list[Request]) -> list[Completion]:
+        """One completion per request, in order. A failed call is a Completion with ``error`` set."""
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        """Prompt tokens for a chat; backends with a tokenizer override this rough count."""
+        return sum(len(m["content"].split()) + 4 for m in messages)
+
+    async def close(self) -> None:
+        """Release model memory, threads and connections."""

@@ -1,0 +1,137 @@
+"""``factory build``: recipe -> checked graph -> engine on backends -> dataset folder."""
+
+from __future__ import annotations
+
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory.backends import Backend, BackendSettings, backend_class
+from factory.cache import RequestCache, default_cache_path
+from factory.card import render_card
+from factory.dispatch import Dispatcher
+from factory.executor import BoundStep, Engine, ProgressHook, Reject, summarize
+from factory.graph import Graph, build_graph
+from factory.record import Record, seed_record_id
+from factory.recipe import BackendBlock
+from factory.recipe_loader import LoadedRecipe, load_recipe
+from factory.seeds import load_seeds
+from factory.steps import STEP_KINDS
+from factory.errors import FactoryError
+
+
+@dataclass
+class BuildOptions:
+    limit: int | None = None
+    output: Path | None = None
+    seed: int | None = None
+    cache_path: Path | None = None  # None: $FACTORY_CACHE_DIR or ~/.cache/factory
+    use_cache: bool = True
+
+
+@dataclass
+class Plan:
+    """A recipe that passed every check: nothing has been called yet."""
+
+    loaded: LoadedRecipe
+    graph: Graph
+    records: list[Record]
+    seed: int
+    output: Path
+
+    @property
+    def recipe(self):  # noqa: ANN201 - the Recipe model
+        return self.loaded.recipe
+
+
+@dataclass
+class BuildResult:
+    output: Path
+    stats: dict[str, Any]
+    calls: dict[str, dict[str, int]]
+    elapsed_s: float
+    outcomes: list[Record | Reject] = field(repr=False, default_factory=list)
+
+
+def plan_build(recipe_path: str | Path, options: BuildOptions) -> Plan:
+    loaded = load_recipe(recipe_path)
+    rows = load_seeds(loaded, options.limit)
+    columns = {c for row in rows for c in row}
+    graph = build_graph(loaded, columns)
+    recipe = loaded.recipe
+    records = [Record(seed_record_id(recipe.name, i, row), dict(row), recipe.name)
+               for i, row in enumerate(rows)]
+    seed = recipe.seed if options.seed is None else options.seed
+    output = options.output or Path(recipe.outputs.dir or f"datasets/{recipe.name}")
+    return Plan(loaded, graph, records, seed, output)
+
+
+def open_backends(plan: Plan, stack: AsyncExitStack) -> dict[str, Backend]:
+    """One backend instance per backend block the steps use; closed when the stack unwinds."""
+    out: dict[str, Backend] = {}
+    for key in sorted({s.backend for s in plan.recipe.steps}):
+        block: BackendBlock = plan.recipe.backend_block(key)
+        settings = BackendSettings(block.model, block.concurrency, dict(block.options))
+        try:
+            backend = backend_class(block.name)(settings)
+        except (ValueError, RuntimeError, OSError) as exc:
+            where = "backend" if key == "default" else f"backends.{key}"
+            raise FactoryError(f"{plan.loaded.path}: {where}: {exc}") from None
+        stack.push_async_callback(backend.close)
+        out[key] = backend
+    return out
+
+
+def bind_steps(plan: Plan, backends: dict[str, Backend], cache: RequestCache | None) -> dict[str, BoundStep]:
+    dispatchers = {key: Dispatcher(b, cache, plan.recipe.backend_block(key).concurrency)
+                   for key, b in backends.items()}
+    bound = {}
+    for step in plan.recipe.steps:
+        params = step.params.over(plan.recipe.backend_block(step.backend).sampling(plan.seed))
+        bound[step.name] = BoundStep(STEP_KINDS[step.kind](step, params), dispatchers[step.backend])
+    return bound
+
+
+def open_cache(options: BuildOptions) -> RequestCache | None:
+    return RequestCache(options.cache_path or default_cache_path()) if options.use_cache else None
+
+
+async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHook | None = None,
+                    backends: dict[str, Backend] | None = None) -> BuildResult:
+    """Run the graph over every seed record and write the dataset. ``backends`` lets tests inject."""
+    from factory.outputs import write_dataset
+
+    started = time.perf_counter()
+    cache = open_cache(options)
+    try:
+        async with AsyncExitStack() as stack:
+            backends = backends if backends is not None else open_backends(plan, stack)
+            bound = bind_steps(plan, backends, cache)
+            concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
+            engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
+                            on_step_done=on_step_done)
+            outcomes = await engine.run(plan.records)
+        calls = _calls(plan, bound)
+        stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": summarize(outcomes),
+                 "steps": {name: s.as_dict() for name, s in engine.stats.items()},
+                 "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
+        kept = [o for o in outcomes if isinstance(o, Record)]
+        rejects = [o for o in outcomes if isinstance(o, Reject)]
+        models = {k: b.model_id for k, b in backends.items()}
+        card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models)
+        splits = write_dataset(plan.output, plan.recipe.outputs.splits, kept, rejects, stats, card)
+        stats["splits"] = splits
+        return BuildResult(plan.output, stats, calls, time.perf_counter() - started, outcomes)
+    finally:
+        if cache is not None:
+            cache.close()
+
+
+def _calls(plan: Plan, bound: dict[str, BoundStep]) -> dict[str, dict[str, int]]:
+    """Call counts per backend block (steps sharing a backend share a dispatcher)."""
+    seen: dict[str, dict[str, int]] = {}
+    for step in plan.recipe.steps:
+        seen.setdefault(step.backend, bound[step.name].dispatcher.stats.as_dict())
+    return seen

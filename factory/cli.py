@@ -1,0 +1,150 @@
+"""The ``factory`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from factory.build import BuildOptions, plan_build, run_build
+from factory.errors import FactoryError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Recipes in, post-training datasets out.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(exc: BaseException, code: int) -> None:
+    err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guard(fn):  # noqa: ANN001, ANN202 - wraps a command body
+    """Known errors become one line and an exit code; a bug says how to see its traceback."""
+    try:
+        return fn()
+    except FactoryError as exc:
+        _fail(exc, exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished calls are cached, rerun to resume")
+        raise typer.Exit(130)
+    except (typer.Exit, SystemExit):
+        raise
+    except Exception as exc:
+        if os.environ.get("FACTORY_DEBUG"):
+            raise
+        _fail(f"{type(exc).__name__}: {exc} (set FACTORY_DEBUG=1 for the traceback)", 1)
+
+
+@app.command()
+def validate(recipe: Path = typer.Argument(..., help="recipe YAML file")) -> None:
+    """Check a recipe (schema, files, column wiring, cycles) without calling any model."""
+
+    def body() -> None:
+        plan = plan_build(recipe, BuildOptions())
+        out.print(f"{recipe}: ok — {len(plan.records)} seed records, {len(plan.graph.order)} steps")
+        for line in plan.graph.describe():
+            out.print(f"  {line}", markup=False, highlight=False)
+
+    _guard(body)
+
+
+@app.command()
+def build(
+    recipe: Path = typer.Argument(..., help="recipe YAML file"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the graph, calls, tokens and "
+                                 "cache hits; call nothing"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="use only the first N seeds"),
+    output: Optional[Path] = typer.Option(None, "--output", help="dataset folder (default: "
+                                          "datasets/<recipe name>)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="global seed (default: the recipe's)"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="request cache file (default: "
+                                         "$FACTORY_CACHE_DIR or ~/.cache/factory)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="neither read nor write the cache"),
+) -> None:
+    """Run a recipe and write its dataset."""
+    options = BuildOptions(limit, output, seed, cache, not no_cache)
+
+    def body() -> None:
+        plan = plan_build(recipe, options)
+        out.print(f"{plan.recipe.name}: {len(plan.records)} seed records", style="bold", markup=False,
+                  highlight=False)
+        for line in plan.graph.describe():
+            out.print(f"  {line}", markup=False, highlight=False)
+        if dry_run:
+            _print_estimate(plan, options)
+            return
+        result = asyncio.run(_run_with_progress(plan, options))
+        _print_summary(result)
+
+    _guard(body)
+
+
+async def _run_with_progress(plan, options):  # noqa: ANN001, ANN202
+    columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, disable=not err.is_terminal) as progress:
+        tasks = {s.name: progress.add_task(s.name, total=len(plan.records)) for s in plan.graph.order}
+        return await run_build(plan, options, on_step_done=lambda name: progress.advance(tasks[name]))
+
+
+def _print_estimate(plan, options) -> None:  # noqa: ANN001
+    from factory.dry_run import estimate
+
+    per_step = asyncio.run(estimate(plan, options))
+    table = Table(title="dry run: nothing was called")
+    for col in ("step", "LLM calls", "cached", "to make", "prompt tokens"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for name, e in per_step.items():
+        tokens = f"≥{e['prompt_tokens']}" if e["tokens_are_lower_bound"] else str(e["prompt_tokens"])
+        table.add_row(name, str(e["calls"]), str(e["cached"]), str(e["calls"] - e["cached"]), tokens)
+    total = sum(e["calls"] for e in per_step.values())
+    cached = sum(e["cached"] for e in per_step.values())
+    table.add_row("total", str(total), str(cached), str(total - cached),
+                  str(sum(e["prompt_tokens"] for e in per_step.values())), style="bold")
+    out.print(table)
+    out.print("≥: prompt includes text generated upstream; counted without it.", markup=False, highlight=False)
+
+
+def _print_summary(result) -> None:  # noqa: ANN001
+    stats = result.stats
+    table = Table(title=f"{stats['recipe']} -> {result.output}")
+    for col in ("step", "in", "ok", "rejected", "failed", "skipped"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for name, s in stats["steps"].items():
+        table.add_row(name, str(s["in"]), str(s["ok"]), _reasons(s["rejected"]),
+                      _reasons(s["failed"]), str(s["skipped"]))
+    out.print(table)
+    t = stats["totals"]
+    out.print(f"records: {t['input']} in = {t['kept']} kept + {t['rejected']} rejected + "
+              f"{t['failed']} failed", markup=False, highlight=False)
+    out.print("splits: " + ", ".join(f"{n} {c['rows']} rows" for n, c in stats["splits"].items()),
+              markup=False, highlight=False)
+    for key, c in result.calls.items():
+        out.print(f"calls [{key}]: {c['made']} made, {c['cached']} from cache, {c['failed']} failed; "
+                  f"{c['prompt_tokens']} prompt + {c['completion_tokens']} completion tokens",
+                  markup=False, highlight=False)
+    out.print(f"done in {result.elapsed_s:.1f}s", markup=False, highlight=False)
+    (result.output / "run.json").write_text(json.dumps(
+        {"calls": result.calls, "elapsed_s": round(result.elapsed_s, 3)}, indent=2) + "\n")
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "0"
+
+
+def main() -> None:
+    app(prog_name="factory")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

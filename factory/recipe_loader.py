@@ -1,0 +1,179 @@
+"""Load a recipe file and turn every problem into ``recipe.yaml:LINE: field.path: message``.
+
+YAML is read with ruamel's round-trip loader because it remembers the line of every key and list
+item; pydantic error locations are walked through that tree to find the line to blame.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from factory.errors import RecipeError, did_you_mean
+from factory.recipe import Recipe
+
+
+@dataclass
+class LoadedRecipe:
+    recipe: Recipe
+    path: Path
+    doc: Any  # the ruamel tree, kept to point later errors (wiring, seeds) at a line
+
+    def line(self, loc: tuple[Any, ...]) -> int | None:
+        return line_of(self.doc, loc)
+
+    def error(self, loc: tuple[Any, ...], message: str) -> RecipeError:
+        return RecipeError(str(self.path), self.line(loc), format_loc(loc), message)
+
+    def resolve(self, relative: str) -> Path:
+        """Paths in a recipe are relative to the recipe file."""
+        return (self.path.parent / relative).resolve()
+
+
+def load_recipe(path: str | Path) -> LoadedRecipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(str(path), None, "", "recipe file not found")
+    try:
+        doc = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise RecipeError(str(path), line, "", f"YAML syntax: {exc.problem or exc.context}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(str(path), None, "", "not UTF-8 text") from None
+    if not isinstance(doc, dict):
+        raise RecipeError(str(path), 1, "", "a recipe is a YAML mapping (name:, seeds:, steps:, ...)")
+    try:
+        recipe = Recipe.model_validate(_plain(doc))
+    except ValidationError as exc:
+        raise _first_error(path, doc, exc) from None
+    return LoadedRecipe(recipe, path, doc)
+
+
+def _plain(node: Any) -> Any:
+    """ruamel containers -> dict/list, so pydantic sees ordinary Python data."""
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _first_error(path: Path, doc: Any, exc: ValidationError) -> RecipeError:
+    err = exc.errors(include_url=False)[0]
+    loc = _drop_union_tags(doc, tuple(err["loc"]))
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(Recipe, loc[:-1], doc)
+        msg = f"unknown key {loc[-1]!r}{did_you_mean(str(loc[-1]), allowed)}"
+    elif kind == "missing":
+        msg = f"required key {loc[-1]!r} is missing"
+    elif kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag", "")
+        expected = err.get("ctx", {}).get("expected_tags", "")
+        msg = f"unknown step kind {tag!r}{did_you_mean(tag, _tags(expected))}; known: {expected}"
+        loc = loc + ("kind",)
+    elif kind == "union_tag_not_found":
+        msg = "a step needs 'kind' (e.g. generate, judge_pairwise)"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    elif "input" in err and kind not in ("missing",):
+        msg = f"{msg} (got {err['input']!r})"
+    return RecipeError(str(path), line_of(doc, loc), format_loc(loc), msg)
+
+
+def _tags(expected: str) -> list[str]:
+    return [t.strip(" '") for t in expected.split(",")]
+
+
+def _drop_union_tags(doc: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic puts the discriminator value ('generate') into the location; YAML has no such key."""
+    out: list[Any] = []
+    node = doc
+    for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("kind") == part:
+            continue
+        out.append(part)
+        node = _child(node, part)
+    return tuple(out)
+
+
+def _child(node: Any, part: Any) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
+
+
+def line_of(doc: Any, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest node of ``loc`` that exists in the YAML tree."""
+    node, line = doc, 1
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.lc.item(part)[0] + 1
+        else:
+            break
+        node = node[part]
+    return line
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...], doc: Any) -> list[str]:
+    """Field names of the model found at ``loc`` (for did-you-mean on unknown keys)."""
+    annotation: Any = model
+    node = doc
+    for part in loc:
+        annotation = _unwrap(annotation, node)
+        if isinstance(part, int):
+            args = typing.get_args(annotation)
+            annotation = args[0] if args else Any
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part)
+            annotation = field.annotation if field else Any
+        else:  # dict[str, X]
+            args = typing.get_args(annotation)
+            annotation = args[-1] if args else Any
+        node = _child(node, part)
+    annotation = _unwrap(annotation, node)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any, node: Any) -> Any:
+    """Strip Annotated/Optional; pick the union member whose ``kind`` matches the YAML node."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            kind = node.get("kind") if isinstance(node, dict) else None
+            chosen = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)
+                      and kind in _literal_kinds(m)]
+            annotation = chosen[0] if chosen else members[0]
+        else:
+            return annotation
+
+
+def _literal_kinds(model: type[BaseModel]) -> tuple[Any, ...]:
+    field = model.model_fields.get("kind")
+    return typing.get_args(field.annotation) if field else ()

@@ -1,0 +1,33 @@
+"""``kind: generate`` — one prompt template, one answer column (a list when samples > 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from factory.backends.base import Completion, Request
+from factory.record import Rejected
+from factory.steps.base import StepRunner, render
+
+
+class Generate(StepRunner):
+    def messages(self, fields: dict[str, Any]) -> list[dict[str, str]]:
+        chat = []
+        if self.spec.system:
+            chat.append({"role": "system", "content": render(self.spec.system, fields)})
+        chat.append({"role": "user", "content": render(self.spec.prompt, fields)})
+        return chat
+
+    def requests(self, fields: dict[str, Any]) -> list[Request]:
+        chat = self.messages(fields)
+        return [Request.chat(chat, self.params, sample_index=i) for i in range(self.spec.samples)]
+
+    def parse(self, fields: dict[str, Any], completions: list[Completion]) -> dict[str, Any] | Rejected:
+        texts = [c.text.strip() for c in completions]
+        for c, text in zip(completions, texts):
+            if not text:
+                return Rejected("empty_response", raw=c.text)
+            if c.finish_reason == "length":
+                # A cut-off answer teaches the model to stop mid-sentence; never keep it silently.
+                return Rejected("truncated", f"hit max_tokens={self.params.max_tokens}", raw=text)
+        column = self.spec.writes[0]
+        return {column: texts if self.spec.samples > 1 else texts[0]}

@@ -1,0 +1,98 @@
+"""``kind: judge_pairwise`` — rubric judge asked in both orders; only a consistent verdict is a pair.
+
+Asking twice with the answers swapped cancels position bias: a judge that always says "A" agrees
+with itself in neither order, so the record becomes a tie (rejected), never a fake preference.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from factory.backends.base import Completion, Request
+from factory.record import Rejected
+from factory.steps.base import StepRunner
+
+SYSTEM = "You are a careful, impartial judge of answers to user requests."
+
+TEMPLATE = """Compare two answers to the same request.
+
+[Request]
+{question}
+
+[Answer A]
+{a}
+
+[Answer B]
+{b}
+
+Rate each answer from 0 to 5 on {criteria_list}.
+First explain your reasoning in two or three sentences. Then end with exactly these three lines:
+A: {score_format}
+B: {score_format}
+Verdict: [[A]], [[B]] or [[TIE]]"""
+
+VERDICT = re.compile(r"\[\[\s*(A|B|TIE)\s*\]\]|verdict\s*[:\-]\s*\**\s*(A|B|TIE)\b", re.I)
+
+
+class PairwiseJudge(StepRunner):
+    def prompt(self, question: str, a: str, b: str) -> list[dict[str, str]]:
+        criteria = self.spec.criteria
+        text = TEMPLATE.format(
+            question=question, a=a, b=b, criteria_list=", ".join(criteria),
+            score_format=" ".join(f"{c}=<0-5>" for c in criteria))
+        return [{"role": "system", "content": self.spec.system or SYSTEM},
+                {"role": "user", "content": text}]
+
+    def requests(self, fields: dict[str, Any]) -> list[Request] | Rejected:
+        question, first, second = (str(fields[c]) for c in self.spec.reads)
+        if first.strip() == second.strip():
+            return Rejected("identical_answers", "both answers are the same text")
+        return [Request.chat(self.prompt(question, first, second), self.params),
+                Request.chat(self.prompt(question, second, first), self.params)]
+
+    def parse(self, fields: dict[str, Any], completions: list[Completion]) -> dict[str, Any] | Rejected:
+        raw = [c.text for c in completions]
+        forward, backward = (read_verdict(c.text, self.spec.criteria) for c in completions)
+        if forward is None or backward is None:
+            return Rejected("judge_unparseable", "no verdict found in one of the two orders", raw)
+        # Map each order's verdict back to the original answers: 1 = first answer, 2 = second.
+        win_forward = {"A": 1, "B": 2}.get(forward[0])
+        win_backward = {"A": 2, "B": 1}.get(backward[0])
+        if win_forward is None or win_forward != win_backward:
+            return Rejected("judge_tie", f"forward={forward[0]} swapped={backward[0]}", raw)
+        margin = _margin(forward[1], backward[1], win_forward)
+        if margin is not None and margin < self.spec.min_margin:
+            return Rejected("judge_low_margin", f"margin {margin:.2f} < {self.spec.min_margin}", raw)
+        _, first_col, second_col = self.spec.reads
+        winner, loser = (first_col, second_col) if win_forward == 1 else (second_col, first_col)
+        chosen_col, rejected_col, judgement_col = self.spec.writes
+        return {chosen_col: fields[winner], rejected_col: fields[loser],
+                judgement_col: {"winner": winner, "margin": margin, "reasoning": raw}}
+
+
+def read_verdict(text: str, criteria: list[str]) -> tuple[str, dict[str, float] | None] | None:
+    """(verdict A/B/TIE, {"A": total, "B": total} or None) from a judge's text; None if no verdict."""
+    matches = VERDICT.findall(text)
+    if not matches:
+        return None
+    bracket, plain = matches[-1]  # the last verdict wins: reasoning may quote the format first
+    verdict = (bracket or plain).upper()
+    totals = {}
+    for label in ("A", "B"):
+        line = re.search(rf"^\W*{label}\W*:(.*)$", text, re.M)
+        scores = re.findall(r"(\w+)\s*=\s*([0-5](?:\.\d+)?)", line.group(1)) if line else []
+        named = {k.lower(): float(v) for k, v in scores}
+        if not all(c.lower() in named for c in criteria):
+            return verdict, None
+        totals[label] = sum(named[c.lower()] for c in criteria) / len(criteria)
+    return verdict, totals
+
+
+def _margin(forward: dict[str, float] | None, backward: dict[str, float] | None,
+            winner: int) -> float | None:
+    """Mean rubric-score lead of the winner over the loser across both orders, when scored."""
+    if forward is None or backward is None:
+        return None
+    lead_first = (forward["A"] - forward["B"] + backward["B"] - backward["A"]) / 2
+    return lead_first if winner == 1 else -lead_first
