@@ -51,9 +51,11 @@ def write_dataset(out_dir: Path, splits: dict[str, SplitSpec], kept: list[Record
                   rejects: list[Reject], stats: dict[str, Any], card: str) -> dict[str, Any]:
     """Write all files; returns per-split row counts (also stored in stats.json)."""
     out_dir = out_dir.resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.*-*"):  # left by a build killed mid-write
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     split_counts: dict[str, Any] = {}
     reject_rows = [r.as_row() for r in rejects]
     for name, spec in splits.items():
