@@ -1,0 +1,1 @@
+"""Quality-control filters (perplexity, embedding dedup, reward cut, drift). See the QC issue."""

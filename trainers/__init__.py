@@ -1,0 +1,1 @@
+"""LoRA trainers (SFT, DPO, GRPO on TRL + PEFT) that train on factory datasets."""
