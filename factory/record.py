@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -28,7 +28,8 @@ class Record:
 
     def lineage(self) -> dict[str, Any]:
         return {"recipe": self.recipe, "parent_ids": list(self.parent_ids),
-                "steps": [asdict(t) for t in self.trace]}
+                "steps": [{"step": t.step, "backend": t.backend, "model": t.model,
+                           "prompt_hashes": list(t.prompt_hashes)} for t in self.trace]}
 
 
 @dataclass

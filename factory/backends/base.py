@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 
@@ -24,9 +25,13 @@ class SamplingParams:
     seed: int = 0  # the build's global seed; per-request seeds derive from it
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["stop"] = list(self.stop)
-        return d
+        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+                "max_tokens": self.max_tokens, "stop": list(self.stop), "seed": self.seed}
+
+    @cached_property
+    def canonical(self) -> str:
+        """Sorted-key JSON, computed once: it goes into every cache key."""
+        return json.dumps(self.as_dict(), sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,11 @@ class Request:
         """Hash of the prompt alone (messages), recorded in lineage."""
         return hashlib.sha256(json.dumps(self.messages).encode()).hexdigest()[:16]
 
+    @cached_property
+    def canonical(self) -> str:
+        """Everything about the request that changes its answer, as stable JSON."""
+        return json.dumps([self.params.canonical, self.messages, self.sample_index, self.logprobs])
+
     def sampling_seed(self, backend: str, model: str) -> int:
         """Deterministic per-request seed: same request -> same seed, whatever the batching."""
         return int(request_key(backend, model, self)[:8], 16)
@@ -63,7 +73,10 @@ class Completion:
     error: str | None = None  # set when the call failed; failed calls are never cached
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+        return json.dumps({"text": self.text, "finish_reason": self.finish_reason,
+                           "prompt_tokens": self.prompt_tokens,
+                           "completion_tokens": self.completion_tokens, "logprobs": self.logprobs,
+                           "error": self.error}, ensure_ascii=False, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "Completion":
@@ -72,15 +85,8 @@ class Completion:
 
 def request_key(backend: str, model: str, request: Request) -> str:
     """Cache key: backend, model, sampling params, messages, sample index — nothing about batching."""
-    payload = {
-        "backend": backend,
-        "model": model,
-        "params": request.params.as_dict(),
-        "messages": request.messages,
-        "sample_index": request.sample_index,
-        "logprobs": request.logprobs,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    payload = json.dumps([backend, model, request.canonical])
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 @dataclass

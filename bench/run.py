@@ -1,0 +1,153 @@
+"""Benchmarks, each a ratio of two things measured side by side in this one run.
+
+    python bench/run.py [--records 10000] [--prompts 16] [--max-tokens 96] [--skip-llama]
+
+(a) build tokens/s on the embedded llama_cpp backend ÷ raw llama.cpp batched tokens/s on the same
+    prompts and sampling settings (target >= 0.9);
+(b) records/s through `factory build` on the `fake` backend, generate -> pairwise judge, N records;
+(c) second build time ÷ first build time for an unchanged recipe (target <= 0.02, zero calls).
+Results are printed as a table and written to bench/results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from factory.build import BuildOptions, plan_build, run_build  # noqa: E402
+
+SEEDS = ROOT / "datasets" / "seeds" / "dpo_prompts.jsonl"
+
+FAKE_RECIPE = """name: bench_fake
+seeds: {{path: {seeds}}}
+backend:
+  name: fake
+  concurrency: 64
+  options:
+    rules:
+      - match: "Compare two answers"
+        replies: ["A: correctness=4 helpfulness=4 clarity=4\\nB: correctness=2 helpfulness=2 clarity=2\\nVerdict: [[A]]",
+                  "Verdict: [[B]]"]
+steps:
+  - {{name: answer_a, kind: generate, reads: [prompt], writes: answer_a, prompt: "{{prompt}}"}}
+  - {{name: answer_b, kind: generate, reads: [prompt], writes: answer_b, prompt: "{{prompt}}",
+     params: {{temperature: 1.0}}}}
+  - {{name: judge, kind: judge_pairwise, reads: [prompt, answer_a, answer_b],
+     writes: [chosen, rejected, judgement]}}
+outputs:
+  splits:
+    dpo: {{format: dpo}}
+"""
+
+LLAMA_RECIPE = """name: bench_llama
+seeds: {{path: {seeds}, limit: {prompts}}}
+backend:
+  name: llama_cpp
+  concurrency: {parallel}
+  params: {{temperature: 0.7, top_k: 40, top_p: 0.95, max_tokens: {max_tokens}}}
+steps:
+  - {{name: answer, kind: generate, reads: [prompt], writes: answer, prompt: "{{prompt}}",
+     system: "You are a helpful assistant."}}
+outputs:
+  splits:
+    sft: {{format: sft, completion: answer}}
+"""
+
+
+async def timed_build(recipe: Path, out: Path, cache: Path) -> tuple[float, dict]:
+    options = BuildOptions(output=out, cache_path=cache)
+    start = time.perf_counter()
+    result = await run_build(plan_build(recipe, options), options)
+    return time.perf_counter() - start, result.calls["default"]
+
+
+def bench_engine(work: Path, records: int) -> dict:
+    """(b) records/s through the whole build (engine, cache, writers) on the instant fake backend."""
+    rows = [json.loads(line) for line in SEEDS.read_text().splitlines()]
+    seeds = work / "fake_seeds.jsonl"
+    with seeds.open("w") as fh:
+        for i in range(records):
+            fh.write(json.dumps({"prompt": f"{rows[i % len(rows)]['prompt']} (variant {i})"}) + "\n")
+    recipe = work / "fake.yaml"
+    recipe.write_text(FAKE_RECIPE.format(seeds=seeds))
+    first_s, first_calls = asyncio.run(timed_build(recipe, work / "fake_out", work / "fake.sqlite"))
+    second_s, second_calls = asyncio.run(timed_build(recipe, work / "fake_out2", work / "fake.sqlite"))
+    return {"records": records, "seconds": first_s, "records_per_s": records / first_s,
+            "calls": first_calls["made"], "rebuild_seconds": second_s,
+            "rebuild_calls": second_calls["made"]}
+
+
+def bench_llama(work: Path, prompts: int, max_tokens: int, parallel: int) -> dict:
+    """(a) build vs raw llama.cpp tokens/s on the same prompts; (c) rebuild ÷ first build."""
+    from raw_llama import raw_batched_tokens_per_s
+
+    from factory.backends.llama_cpp import embedded_model_path
+
+    rows = [json.loads(line) for line in SEEDS.read_text().splitlines()][:prompts]
+    chats = [[{"role": "system", "content": "You are a helpful assistant."},
+              {"role": "user", "content": r["prompt"]}] for r in rows]
+    raw = raw_batched_tokens_per_s(str(embedded_model_path()), chats, n_parallel=parallel,
+                                   max_tokens=max_tokens)
+    recipe = work / "llama.yaml"
+    recipe.write_text(LLAMA_RECIPE.format(seeds=SEEDS, prompts=prompts, parallel=parallel,
+                                          max_tokens=max_tokens))
+    first_s, calls = asyncio.run(timed_build(recipe, work / "llama_out", work / "llama.sqlite"))
+    second_s, again = asyncio.run(timed_build(recipe, work / "llama_out2", work / "llama.sqlite"))
+    build_tps = calls["completion_tokens"] / first_s
+    return {"raw_tokens_per_s": raw["tokens_per_s"], "raw_tokens": raw["tokens"],
+            "build_tokens_per_s": build_tps, "build_tokens": calls["completion_tokens"],
+            "build_seconds": first_s, "ratio": build_tps / raw["tokens_per_s"],
+            "rebuild_seconds": second_s, "rebuild_ratio": second_s / first_s,
+            "rebuild_calls": again["made"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--parallel", type=int, default=8)
+    parser.add_argument("--skip-llama", action="store_true")
+    args = parser.parse_args()
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if not args.skip_llama:
+            results["llama"] = bench_llama(work, args.prompts, args.max_tokens, args.parallel)
+        results["engine"] = bench_engine(work, args.records)
+    table = Table(title="factory benchmarks (one run, side by side)")
+    for col in ("figure", "measured", "target"):
+        table.add_column(col)
+    if "llama" in results:
+        r = results["llama"]
+        table.add_row("(a) build ÷ raw llama.cpp tokens/s",
+                      f"{r['ratio']:.2f}  ({r['build_tokens_per_s']:.1f} / {r['raw_tokens_per_s']:.1f} tok/s)",
+                      ">= 0.9")
+        table.add_row("(c) rebuild ÷ first build, embedded model",
+                      f"{r['rebuild_ratio']:.4f}  ({r['rebuild_seconds']:.2f}s / {r['build_seconds']:.1f}s, "
+                      f"{r['rebuild_calls']} calls)", "<= 0.02, 0 calls")
+    e = results["engine"]
+    table.add_row(f"(b) engine records/s, fake backend, {e['records']} records",
+                  f"{e['records_per_s']:.0f}/s  ({e['seconds']:.1f}s, {e['calls']} calls)", "")
+    table.add_row("(c) rebuild ÷ first build, fake backend",
+                  f"{e['rebuild_seconds'] / e['seconds']:.3f}  ({e['rebuild_calls']} calls)", "0 calls")
+    Console().print(table)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
