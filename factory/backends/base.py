@@ -40,11 +40,17 @@ class Request:
     params: SamplingParams
     sample_index: int = 0
     logprobs: bool = False
+    # A JSON schema (as canonical JSON text) the answer must follow. Backends that can constrain
+    # decoding (llama.cpp grammars, structured outputs) enforce it; others may only be asked.
+    json_schema: str | None = None
 
     @classmethod
     def chat(cls, messages: list[dict[str, str]], params: SamplingParams, sample_index: int = 0,
-             logprobs: bool = False) -> "Request":
-        return cls(tuple((m["role"], m["content"]) for m in messages), params, sample_index, logprobs)
+             logprobs: bool = False, json_schema: dict[str, Any] | None = None) -> "Request":
+        # Key order is kept: it is the order a constrained decoder writes the fields in.
+        schema = json.dumps(json_schema) if json_schema is not None else None
+        return cls(tuple((m["role"], m["content"]) for m in messages), params, sample_index,
+                   logprobs, schema)
 
     def message_dicts(self) -> list[dict[str, str]]:
         return [{"role": r, "content": c} for r, c in self.messages]
@@ -56,7 +62,8 @@ class Request:
     @cached_property
     def canonical(self) -> str:
         """Everything about the request that changes its answer, as stable JSON."""
-        return json.dumps([self.params.canonical, self.messages, self.sample_index, self.logprobs])
+        return json.dumps([self.params.canonical, self.messages, self.sample_index, self.logprobs,
+                           self.json_schema])
 
     def sampling_seed(self, backend: str, model: str) -> int:
         """Deterministic per-request seed: same request -> same seed, whatever the batching."""

@@ -6,6 +6,7 @@ with itself in neither order, so the record becomes a tie (rejected), never a fa
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -26,13 +27,21 @@ TEMPLATE = """Compare two answers to the same request.
 [Answer B]
 {b}
 
-Rate each answer from 0 to 5 on {criteria_list}.
-First explain your reasoning in two or three sentences. Then end with exactly these three lines:
-A: {score_format}
-B: {score_format}
-Verdict: [[A]], [[B]] or [[TIE]]"""
+Rate each answer from 0 to 5 on {criteria_list}. Reason first (two or three sentences), then
+score, then decide. Reply with JSON only, in this shape:
+{{"reasoning": "...", "A": {score_shape}, "B": {score_shape}, "verdict": "A" or "B" or "TIE"}}"""
 
-VERDICT = re.compile(r"\[\[\s*(A|B|TIE)\s*\]\]|verdict\s*[:\-]\s*\**\s*(A|B|TIE)\b", re.I)
+VERDICT = re.compile(r"\[\[\s*(A|B|TIE)\s*\]\]|verdict\W*[:\-]\s*\W*(A|B|TIE)\b", re.I)
+
+
+def judge_schema(criteria: list[str]) -> dict[str, Any]:
+    """Reasoning before scores before verdict: a constrained decoder writes them in this order."""
+    scores = {"type": "object", "properties": {c: {"enum": [0, 1, 2, 3, 4, 5]} for c in criteria},
+              "required": list(criteria), "additionalProperties": False}
+    return {"type": "object",
+            "properties": {"reasoning": {"type": "string", "maxLength": 400}, "A": scores,
+                           "B": scores, "verdict": {"enum": ["A", "B", "TIE"]}},
+            "required": ["reasoning", "A", "B", "verdict"], "additionalProperties": False}
 
 
 class PairwiseJudge(StepRunner):
@@ -40,7 +49,7 @@ class PairwiseJudge(StepRunner):
         criteria = self.spec.criteria
         text = TEMPLATE.format(
             question=question, a=a, b=b, criteria_list=", ".join(criteria),
-            score_format=" ".join(f"{c}=<0-5>" for c in criteria))
+            score_shape="{" + ", ".join(f'"{c}": 0-5' for c in criteria) + "}")
         return [{"role": "system", "content": self.spec.system or SYSTEM},
                 {"role": "user", "content": text}]
 
@@ -48,8 +57,9 @@ class PairwiseJudge(StepRunner):
         question, first, second = (str(fields[c]) for c in self.spec.reads)
         if first.strip() == second.strip():
             return Rejected("identical_answers", "both answers are the same text")
-        return [Request.chat(self.prompt(question, first, second), self.params),
-                Request.chat(self.prompt(question, second, first), self.params)]
+        schema = judge_schema(self.spec.criteria)
+        return [Request.chat(self.prompt(question, first, second), self.params, json_schema=schema),
+                Request.chat(self.prompt(question, second, first), self.params, json_schema=schema)]
 
     def parse(self, fields: dict[str, Any], completions: list[Completion]) -> dict[str, Any] | Rejected:
         raw = [c.text for c in completions]
@@ -72,7 +82,14 @@ class PairwiseJudge(StepRunner):
 
 
 def read_verdict(text: str, criteria: list[str]) -> tuple[str, dict[str, float] | None] | None:
-    """(verdict A/B/TIE, {"A": total, "B": total} or None) from a judge's text; None if no verdict."""
+    """(verdict A/B/TIE, {"A": mean score, "B": mean score} or None) from a judge's answer.
+
+    Reads the JSON the judge was asked for; falls back to a ``Verdict: [[A]]`` line with
+    ``A: correctness=4 ...`` score lines for judges that answered in prose. None: no verdict.
+    """
+    parsed = _json_verdict(text, criteria)
+    if parsed is not None:
+        return parsed
     matches = VERDICT.findall(text)
     if not matches:
         return None
@@ -81,11 +98,32 @@ def read_verdict(text: str, criteria: list[str]) -> tuple[str, dict[str, float] 
     totals = {}
     for label in ("A", "B"):
         line = re.search(rf"^\W*{label}\W*:(.*)$", text, re.M)
-        scores = re.findall(r"(\w+)\s*=\s*([0-5](?:\.\d+)?)", line.group(1)) if line else []
-        named = {k.lower(): float(v) for k, v in scores}
+        named = {k.lower(): float(v) for k, v in
+                 re.findall(r"(\w+)\s*=\s*([0-5](?:\.\d+)?)", line.group(1) if line else "")}
         if not all(c.lower() in named for c in criteria):
             return verdict, None
         totals[label] = sum(named[c.lower()] for c in criteria) / len(criteria)
+    return verdict, totals
+
+
+def _json_verdict(text: str, criteria: list[str]) -> tuple[str, dict[str, float] | None] | None:
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        data = json.loads(text[start:end + 1])
+    except json.JSONDecodeError:
+        return None
+    verdict = str(data.get("verdict", "")).strip().upper() if isinstance(data, dict) else ""
+    if verdict not in ("A", "B", "TIE"):
+        return None
+    totals = {}
+    for label in ("A", "B"):
+        scores = data.get(label)
+        if not isinstance(scores, dict) or not all(
+                isinstance(scores.get(c), (int, float)) for c in criteria):
+            return verdict, None
+        totals[label] = sum(float(scores[c]) for c in criteria) / len(criteria)
     return verdict, totals
 
 

@@ -1,0 +1,70 @@
+"""Seeds load from inline rows and from every supported file kind, with the same records."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from factory.build import BuildOptions, plan_build
+
+from conftest import fake_recipe_text
+
+ROWS = [{"prompt": "What is 2 + 2?", "category": "math"},
+        {"prompt": "Name a colour.", "category": "facts"},
+        {"prompt": "Say hi.", "category": "writing"}]
+
+
+def seed_file(tmp_path, kind: str):
+    path = tmp_path / f"seeds.{kind}"
+    if kind == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    elif kind == "json":
+        path.write_text(json.dumps(ROWS))
+    elif kind == "csv":
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["prompt", "category"])
+            writer.writeheader()
+            writer.writerows(ROWS)
+    elif kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(ROWS), path)
+    elif kind == "hf":
+        datasets = pytest.importorskip("datasets")
+        path = tmp_path / "hf_folder"
+        datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS)}).save_to_disk(str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json", "csv", "parquet", "hf"])
+def test_seed_files(tmp_path, write_recipe, kind):
+    recipe = write_recipe(fake_recipe_text(seeds=seed_file(tmp_path, kind)))
+    plan = plan_build(recipe, BuildOptions())
+    assert [r.fields for r in plan.records] == ROWS
+    assert len({r.id for r in plan.records}) == 3
+
+
+def test_inline_rows_and_limit(write_recipe):
+    text = fake_recipe_text().replace("seeds:\n  path: ", "seeds:\n  limit: 2\n  rows:\n"
+        + "".join(f"    - {json.dumps(r)}\n" for r in ROWS) + "  #")
+    plan = plan_build(write_recipe(text), BuildOptions())
+    assert [r.fields for r in plan.records] == ROWS[:2]
+    assert len(plan_build(write_recipe(text), BuildOptions(limit=1)).records) == 1
+
+
+def test_ids_are_stable_across_runs(tmp_path, write_recipe):
+    recipe = write_recipe(fake_recipe_text(seeds=seed_file(tmp_path, "jsonl")))
+    first = [r.id for r in plan_build(recipe, BuildOptions()).records]
+    assert first == [r.id for r in plan_build(recipe, BuildOptions()).records]
+
+
+def test_unsupported_file_kind(tmp_path, write_recipe):
+    path = tmp_path / "seeds.txt"
+    path.write_text("hello\n")
+    from factory.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=r"seeds.txt: unsupported seed file type '.txt'"):
+        plan_build(write_recipe(fake_recipe_text(seeds=path)), BuildOptions())
