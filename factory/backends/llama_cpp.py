@@ -24,6 +24,7 @@ from typing import Any
 import llama_cpp as L
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 from factory.backends.base import Backend, BackendSettings, Completion, Request
 
@@ -109,7 +110,10 @@ class LlamaCppBackend(Backend):
         cp.n_batch = cp.n_ubatch = self.n_batch  # one ubatch per step where llama.cpp allows it
         cp.n_seq_max = self.n_seq
         cp.n_threads = cp.n_threads_batch = n_threads
-        cp.kv_unified = False  # one KV stream per sequence: attention never sees other requests
+        # Batch invariance (measured): one KV stream per sequence plus flash attention gives the
+        # same text alone or batched; a unified cache, or no flash attention, does not.
+        cp.kv_unified = False
+        cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED
         cp.no_perf = True
         self._ctx = L.llama_init_from_model(self._model, cp)
         if not self._ctx:
@@ -126,6 +130,7 @@ class LlamaCppBackend(Backend):
             bos_token=self._token_text(L.llama_vocab_bos(self._vocab)),
             add_generation_prompt=True,
         )
+        self._grammars: dict[str, bytes] = {}  # JSON schema -> GBNF, converted once
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llama_cpp-decode", daemon=True)
@@ -236,11 +241,22 @@ class LlamaCppBackend(Backend):
                 f"prompt is {len(prompt)} tokens; the per-sequence context is {self.n_ctx_seq} "
                 "(raise options.n_ctx_per_seq)")))
             return None
-        return _Seq(job, slot, prompt, self._sampler(job.request))
+        try:
+            sampler = self._sampler(job.request)
+        except Exception as exc:
+            self._resolve(job, Completion("", "error", len(prompt), 0, error=f"sampler: {exc}"))
+            return None
+        return _Seq(job, slot, prompt, sampler)
 
     def _sampler(self, request: Request) -> Any:
         p = request.params
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        if request.json_schema is not None:  # constrain first: later samplers only see legal tokens
+            grammar = L.llama_sampler_init_grammar(self._vocab, self._gbnf(request.json_schema), b"root")
+            if not grammar:
+                L.llama_sampler_free(chain)
+                raise ValueError("llama.cpp rejected the grammar made from the JSON schema")
+            L.llama_sampler_chain_add(chain, grammar)
         if p.temperature <= 0:
             L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
             return chain
@@ -252,6 +268,11 @@ class LlamaCppBackend(Backend):
         L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(p.temperature))
         L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed))
         return chain
+
+    def _gbnf(self, schema: str) -> bytes:
+        if schema not in self._grammars:
+            self._grammars[schema] = json_schema_to_gbnf(schema).encode()
+        return self._grammars[schema]
 
     def _step(self, slots: list[_Seq | None]) -> None:
         """One llama_decode: a token for every generating sequence plus prompt chunks for new ones."""
