@@ -91,9 +91,8 @@ def bench_engine(work: Path, records: int) -> dict:
 
 def bench_llama(work: Path, prompts: int, max_tokens: int, parallel: int) -> dict:
     """(a) build vs raw llama.cpp tokens/s on the same prompts; (c) rebuild ÷ first build."""
-    from raw_llama import raw_batched_tokens_per_s
-
     from factory.backends.llama_cpp import embedded_model_path
+    from raw_llama import raw_batched_tokens_per_s
 
     rows = [json.loads(line) for line in SEEDS.read_text().splitlines()][:prompts]
     chats = [[{"role": "system", "content": "You are a helpful assistant."},
@@ -133,7 +132,8 @@ def main() -> None:
     if "llama" in results:
         r = results["llama"]
         table.add_row("(a) build ÷ raw llama.cpp tokens/s",
-                      f"{r['ratio']:.2f}  ({r['build_tokens_per_s']:.1f} / {r['raw_tokens_per_s']:.1f} tok/s)",
+                      f"{r['ratio']:.2f}  ({r['build_tokens_per_s']:.1f} / "
+                      f"{r['raw_tokens_per_s']:.1f} tok/s)",
                       ">= 0.9")
         table.add_row("(c) rebuild ÷ first build, embedded model",
                       f"{r['rebuild_ratio']:.4f}  ({r['rebuild_seconds']:.2f}s / {r['build_seconds']:.1f}s, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -12,14 +13,14 @@ from factory.backends import Backend, BackendSettings, backend_class
 from factory.cache import RequestCache, default_cache_path
 from factory.card import render_card
 from factory.dispatch import Dispatcher
+from factory.errors import FactoryError
 from factory.executor import BoundStep, Engine, ProgressHook, Reject, summarize
 from factory.graph import Graph, build_graph
-from factory.record import Record, seed_record_id
-from factory.recipe import BackendBlock
+from factory.recipe import BackendBlock, Recipe
 from factory.recipe_loader import LoadedRecipe, load_recipe
+from factory.record import Record, seed_record_id
 from factory.seeds import load_seeds
 from factory.steps import STEP_KINDS
-from factory.errors import FactoryError
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Plan:
     output: Path
 
     @property
-    def recipe(self):  # noqa: ANN201 - the Recipe model
+    def recipe(self) -> Recipe:
         return self.loaded.recipe
 
 
@@ -123,7 +124,11 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
         card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models)
         splits = write_dataset(plan.output, plan.recipe.outputs.splits, kept, rejects, stats, card)
         stats["splits"] = splits
-        return BuildResult(plan.output, stats, calls, time.perf_counter() - started, outcomes)
+        elapsed = time.perf_counter() - started
+        # Run-specific facts stay out of stats.json so that the dataset files are reproducible.
+        (plan.output / "run.json").write_text(json.dumps(
+            {"calls": calls, "elapsed_s": round(elapsed, 3)}, indent=2) + "\n")
+        return BuildResult(plan.output, stats, calls, elapsed, outcomes)
     finally:
         if cache is not None:
             cache.close()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from factory.build import BuildOptions, plan_build, run_build
+from factory.build import BuildOptions, BuildResult, Plan, plan_build, run_build
 from factory.errors import FactoryError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -23,17 +23,17 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _fail(exc: BaseException, code: int) -> None:
-    err.print(f"error: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+def _fail(message: str, code: int) -> None:
+    err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
-def _guard(fn):  # noqa: ANN001, ANN202 - wraps a command body
+def _guard(fn: Callable[[], None]) -> None:
     """Known errors become one line and an exit code; a bug says how to see its traceback."""
     try:
         return fn()
     except FactoryError as exc:
-        _fail(exc, exc.exit_code)
+        _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted: finished calls are cached, rerun to resume")
         raise typer.Exit(130)
@@ -89,7 +89,7 @@ def build(
     _guard(body)
 
 
-async def _run_with_progress(plan, options):  # noqa: ANN001, ANN202
+async def _run_with_progress(plan: Plan, options: BuildOptions) -> BuildResult:
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=err, disable=not err.is_terminal) as progress:
@@ -97,7 +97,7 @@ async def _run_with_progress(plan, options):  # noqa: ANN001, ANN202
         return await run_build(plan, options, on_step_done=lambda name: progress.advance(tasks[name]))
 
 
-def _print_estimate(plan, options) -> None:  # noqa: ANN001
+def _print_estimate(plan: Plan, options: BuildOptions) -> None:
     from factory.dry_run import estimate
 
     per_step = asyncio.run(estimate(plan, options))
@@ -112,10 +112,11 @@ def _print_estimate(plan, options) -> None:  # noqa: ANN001
     table.add_row("total", str(total), str(cached), str(total - cached),
                   str(sum(e["prompt_tokens"] for e in per_step.values())), style="bold")
     out.print(table)
-    out.print("≥: prompt includes text generated upstream; counted without it.", markup=False, highlight=False)
+    out.print("≥: prompt includes text generated upstream; counted without it.", markup=False,
+              highlight=False)
 
 
-def _print_summary(result) -> None:  # noqa: ANN001
+def _print_summary(result: BuildResult) -> None:
     stats = result.stats
     table = Table(title=f"{stats['recipe']} -> {result.output}")
     for col in ("step", "in", "ok", "rejected", "failed", "skipped"):
@@ -134,8 +135,6 @@ def _print_summary(result) -> None:  # noqa: ANN001
                   f"{c['prompt_tokens']} prompt + {c['completion_tokens']} completion tokens",
                   markup=False, highlight=False)
     out.print(f"done in {result.elapsed_s:.1f}s", markup=False, highlight=False)
-    (result.output / "run.json").write_text(json.dumps(
-        {"calls": result.calls, "elapsed_s": round(result.elapsed_s, 3)}, indent=2) + "\n")
 
 
 def _reasons(counts: dict[str, int]) -> str:

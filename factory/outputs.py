@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from factory.executor import Reject
-from factory.record import Record
 from factory.recipe import SplitSpec
+from factory.record import Record
 
 
 def split_row(record: Record, spec: SplitSpec) -> dict[str, Any] | str:

@@ -6,12 +6,11 @@ import asyncio
 import json
 from pathlib import Path
 
+from conftest import SEEDS, fake_recipe_text, read_jsonl, run_cli
 from factory.backends.base import BackendSettings
 from factory.backends.fake import FakeBackend
 from factory.build import BuildOptions, plan_build, run_build
 from factory.record import Record
-
-from conftest import SEEDS, fake_recipe_text, read_jsonl, run_cli
 
 
 def build(recipe: Path, tmp_path: Path, name: str = "out", **kw):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from factory.backends.base import Completion, SamplingParams
-from factory.record import Rejected
 from factory.recipe import JudgePairwiseStep
+from factory.record import Rejected
 from factory.steps.judge import PairwiseJudge, judge_schema, read_verdict
 
 CRITERIA = ["correctness", "helpfulness", "clarity"]

@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from factory.build import BuildOptions, plan_build
-
 from conftest import fake_recipe_text
+from factory.build import BuildOptions, plan_build
 
 ROWS = [{"prompt": "What is 2 + 2?", "category": "math"},
         {"prompt": "Name a colour.", "category": "facts"},

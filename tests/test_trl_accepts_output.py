@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.build import BuildOptions, plan_build, run_build
-
 from conftest import fake_recipe_text
+from factory.build import BuildOptions, plan_build, run_build
 from tiny_model import build_tiny_llama
 
 pytest.importorskip("trl")
@@ -19,10 +18,11 @@ pytest.importorskip("peft")
 def dpo_train_steps(dataset_dir: Path, model_dir: Path, out: Path, steps: int = 2) -> list[dict]:
     """Load `dpo.parquet` with `datasets`, run DPOTrainer with LoRA, return its logs."""
     import torch
-    from datasets import load_dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
+
+    from datasets import load_dataset
 
     torch.manual_seed(0)
     dataset = load_dataset("parquet", data_files=str(dataset_dir / "dpo.parquet"), split="train")
