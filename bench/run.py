@@ -1,9 +1,10 @@
 """Benchmarks, each a ratio of two things measured side by side in this one run.
 
-    python bench/run.py [--records 10000] [--prompts 16] [--max-tokens 96] [--skip-llama]
+    python bench/run.py [--records 10000] [--prompts 32] [--max-tokens 96] [--skip-llama]
 
 (a) build tokens/s on the embedded llama_cpp backend ÷ raw llama.cpp batched tokens/s on the same
-    prompts and sampling settings (target >= 0.9);
+    prompts, both greedy, so both make the same tokens (target >= 0.9). The build's time is the
+    whole `factory build` (recipe, model load, writing); the raw time is the decode loop alone;
 (b) records/s through `factory build` on the `fake` backend, generate -> pairwise judge, N records;
 (c) second build time ÷ first build time for an unchanged recipe (target <= 0.02, zero calls).
 Results are printed as a table and written to bench/results/<timestamp>.json.
@@ -56,7 +57,7 @@ seeds: {{path: {seeds}, limit: {prompts}}}
 backend:
   name: llama_cpp
   concurrency: {parallel}
-  params: {{temperature: 0.7, top_k: 40, top_p: 0.95, max_tokens: {max_tokens}}}
+  params: {{temperature: 0, max_tokens: {max_tokens}}}   # greedy, as the raw baseline
 steps:
   - {{name: answer, kind: generate, reads: [prompt], writes: answer, prompt: "{{prompt}}",
      system: "You are a helpful assistant."}}
@@ -89,21 +90,28 @@ def bench_engine(work: Path, records: int) -> dict:
             "rebuild_calls": second_calls["made"]}
 
 
-def bench_llama(work: Path, prompts: int, max_tokens: int, parallel: int) -> dict:
+def bench_llama(work: Path, prompts: int, max_tokens: int, parallel: int, rounds: int = 2) -> dict:
     """(a) build vs raw llama.cpp tokens/s on the same prompts; (c) rebuild ÷ first build."""
     from factory.backends.llama_cpp import embedded_model_path
-    from raw_llama import raw_batched_tokens_per_s
+    from raw_llama import _in_thread, raw_batched_tokens_per_s
 
     rows = [json.loads(line) for line in SEEDS.read_text().splitlines()][:prompts]
     chats = [[{"role": "system", "content": "You are a helpful assistant."},
               {"role": "user", "content": r["prompt"]}] for r in rows]
-    raw = raw_batched_tokens_per_s(str(embedded_model_path()), chats, n_parallel=parallel,
-                                   max_tokens=max_tokens)
     recipe = work / "llama.yaml"
     recipe.write_text(LLAMA_RECIPE.format(seeds=SEEDS, prompts=prompts, parallel=parallel,
                                           max_tokens=max_tokens))
-    first_s, calls = asyncio.run(timed_build(recipe, work / "llama_out", work / "llama.sqlite"))
-    second_s, again = asyncio.run(timed_build(recipe, work / "llama_out2", work / "llama.sqlite"))
+    raws, builds = [], []
+    for round_ in range(rounds):  # alternate, best of each: this machine's speed drifts ±10%
+        # The raw run gets its own short-lived thread: llama.cpp's OpenMP pool stays with the
+        # thread that first decodes and slows the next decoding thread (measured ~15%).
+        raws.append(_in_thread(raw_batched_tokens_per_s, str(embedded_model_path()), chats,
+                               parallel, max_tokens))
+        builds.append(asyncio.run(timed_build(recipe, work / f"llama_out{round_}",
+                                              work / f"llama{round_}.sqlite")))
+    raw = max(raws, key=lambda r: r["tokens_per_s"])
+    first_s, calls = min(builds, key=lambda b: b[0])
+    second_s, again = asyncio.run(timed_build(recipe, work / "llama_again", work / "llama0.sqlite"))
     build_tps = calls["completion_tokens"] / first_s
     return {"raw_tokens_per_s": raw["tokens_per_s"], "raw_tokens": raw["tokens"],
             "build_tokens_per_s": build_tps, "build_tokens": calls["completion_tokens"],
@@ -115,7 +123,7 @@ def bench_llama(work: Path, prompts: int, max_tokens: int, parallel: int) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=10_000)
-    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--skip-llama", action="store_true")

@@ -98,6 +98,18 @@ class LlamaCppBackend(Backend):
         log = logging.getLogger("llama-cpp-python")
         if log.level == logging.NOTSET:
             log.setLevel(logging.ERROR)
+        self.n_threads, self.n_ctx_per_seq = n_threads, n_ctx_per_seq
+        self._model = None  # loaded on first use: a fully cached rebuild never loads the model
+        self._grammars: dict[str, bytes] = {}  # JSON schema -> GBNF, converted once
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _load(self) -> None:
+        """Load the model, make the context and start the decode thread (once)."""
+        if self._model is not None:
+            return
+        n_threads, n_ctx_per_seq = self.n_threads, self.n_ctx_per_seq
         L.llama_backend_init()
         self._model = L.llama_model_load_from_file(str(self.path).encode(), L.llama_model_default_params())
         if not self._model:
@@ -118,8 +130,9 @@ class LlamaCppBackend(Backend):
         self._ctx = L.llama_init_from_model(self._model, cp)
         if not self._ctx:
             L.llama_model_free(self._model)
+            self._model = None
             raise RuntimeError("llama.cpp could not create a context (lower concurrency or n_ctx_per_seq)")
-        self.n_ctx_seq = L.llama_n_ctx_seq(self._ctx)  # llama.cpp rounds the per-sequence size up
+        self._n_ctx_seq = L.llama_n_ctx_seq(self._ctx)  # llama.cpp rounds the per-sequence size up
         self._mem = L.llama_get_memory(self._ctx)
         self._batch = L.llama_batch_init(self.n_batch, 0, 1)
 
@@ -130,9 +143,6 @@ class LlamaCppBackend(Backend):
             bos_token=self._token_text(L.llama_vocab_bos(self._vocab)),
             add_generation_prompt=True,
         )
-        self._grammars: dict[str, bytes] = {}  # JSON schema -> GBNF, converted once
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llama_cpp-decode", daemon=True)
         self._thread.start()
 
@@ -140,11 +150,18 @@ class LlamaCppBackend(Backend):
     def model_id(self) -> str:
         return self._model_id
 
+    @property
+    def n_ctx_seq(self) -> int:
+        """Tokens one sequence may hold (llama.cpp rounds the requested size up)."""
+        self._load()
+        return self._n_ctx_seq
+
     # ---- public API -------------------------------------------------------------------------
 
     async def generate(self, requests: list[Request]) -> list[Completion]:
         if self._stopping.is_set():
             return [Completion("", "error", error="llama_cpp backend is closed") for _ in requests]
+        self._load()
         loop = asyncio.get_running_loop()
         futures = []
         for request in requests:
@@ -154,10 +171,11 @@ class LlamaCppBackend(Backend):
         return list(await asyncio.gather(*futures))
 
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        self._load()
         return len(self._tokenize(self._format(messages)))
 
     async def close(self) -> None:
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._stopping.set()
             self._queue.put(None)  # wakes the worker if it is waiting for work
             await asyncio.to_thread(self._thread.join)
@@ -236,9 +254,9 @@ class LlamaCppBackend(Backend):
         except Exception as exc:
             self._resolve(job, Completion("", "error", error=f"prompt formatting failed: {exc!r}"))
             return None
-        if len(prompt) >= self.n_ctx_seq:
+        if len(prompt) >= self._n_ctx_seq:
             self._resolve(job, Completion("", "error", len(prompt), 0, error=(
-                f"prompt is {len(prompt)} tokens; the per-sequence context is {self.n_ctx_seq} "
+                f"prompt is {len(prompt)} tokens; the per-sequence context is {self._n_ctx_seq} "
                 "(raise options.n_ctx_per_seq)")))
             return None
         try:
@@ -328,7 +346,7 @@ class LlamaCppBackend(Backend):
         if hits:
             seq.text = seq.text[:min(hits)]
             return self._finish(slots, seq, "stop", flush=False)
-        if len(seq.tokens) >= params.max_tokens or seq.n_past + 1 >= self.n_ctx_seq:
+        if len(seq.tokens) >= params.max_tokens or seq.n_past + 1 >= self._n_ctx_seq:
             return self._finish(slots, seq, "length")
         seq.next_token = token
 
