@@ -122,10 +122,11 @@ class LlamaCppBackend(Backend):
         cp.n_batch = cp.n_ubatch = self.n_batch  # one ubatch per step where llama.cpp allows it
         cp.n_seq_max = self.n_seq
         cp.n_threads = cp.n_threads_batch = n_threads
-        # Batch invariance (measured): one KV stream per sequence plus flash attention gives the
-        # same text alone or batched; a unified cache, or no flash attention, does not.
+        # Batch invariance (measured): with one KV stream per sequence, flash attention off, and
+        # prompts decoded apart from generated tokens (see _step), a request gives the same text
+        # alone or batched. A unified cache, or flash attention on long prompts, does not.
         cp.kv_unified = False
-        cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cp.no_perf = True
         self._ctx = L.llama_init_from_model(self._model, cp)
         if not self._ctx:
@@ -293,39 +294,46 @@ class LlamaCppBackend(Backend):
         return self._grammars[schema]
 
     def _step(self, slots: list[_Seq | None]) -> None:
-        """One llama_decode: a token for every generating sequence plus prompt chunks for new ones."""
-        active = [s for s in slots if s is not None]
-        for seq in active:
+        """Decode one prompt chunk of one new sequence, then one token for every generating one.
+
+        Never mix the two in one llama_decode: llama.cpp picks its matmul kernels by ubatch size,
+        so a token decoded beside a 400-token prompt chunk gets other float rounding than the
+        same token decoded alone (measured: greedy texts diverged). A prompt is always cut at the
+        same places (multiples of n_batch) and decoded alone, and generation steps hold only
+        generated tokens, so a request's text does not depend on what else is in flight.
+        """
+        for seq in [s for s in slots if s is not None]:
             if seq.job.future.done():  # the caller cancelled: free the slot
                 self._finish(slots, seq, "error", resolve=False)
         active = [s for s in slots if s is not None]
+        pending = [s for s in active if s.n_past < len(s.prompt)]
+        if pending:
+            seq = pending[0]
+            take = min(len(seq.prompt) - seq.n_past, self.n_batch)
+            self._decode([(seq, seq.prompt[seq.n_past:seq.n_past + take],
+                           seq.n_past + take == len(seq.prompt))], slots)
+        generating = [s for s in active if s.next_token is not None and slots[s.slot] is s]
+        if generating:
+            self._decode([(s, [s.next_token], True) for s in generating], slots)
+
+    def _decode(self, work: list[tuple[_Seq, list[int], bool]], slots: list[_Seq | None]) -> None:
+        """One llama_decode over (sequence, tokens, wants logits) items, then sample where asked."""
         b, n = self._batch, 0
-        budget = self.n_batch - sum(s.next_token is not None for s in active)
-        for seq in active:  # slot order keeps sequence ids ascending in the batch
-            seq.row = -1
-            if seq.next_token is not None:
-                chunk, last = [seq.next_token], True
-                seq.next_token = None
-            else:
-                take = min(len(seq.prompt) - seq.n_past, budget)
-                if take <= 0:
-                    continue
-                budget -= take
-                chunk = seq.prompt[seq.n_past:seq.n_past + take]
-                last = seq.n_past + take == len(seq.prompt)  # logits only for the final prompt token
+        for seq, chunk, wants_logits in work:
+            seq.row, seq.next_token = -1, None
             for k, token in enumerate(chunk):
                 b.token[n], b.pos[n], b.n_seq_id[n] = token, seq.n_past + k, 1
                 b.seq_id[n][0], b.logits[n] = seq.slot, False
                 n += 1
             seq.n_past += len(chunk)
-            if last:
+            if wants_logits:  # only the last prompt token's logits are needed
                 b.logits[n - 1] = True
                 seq.row = n - 1
         b.n_tokens = n
         rc = L.llama_decode(self._ctx, b)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
-        for seq in active:
+        for seq, _, _ in work:
             if seq.row >= 0:
                 self._sample(slots, seq)
 
