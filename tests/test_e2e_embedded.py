@@ -71,3 +71,43 @@ def test_real_answers_make_a_dpo_split_trl_accepts(tmp_path):
     assert all(s["model"] == MODEL for s in rows[0]["lineage"]["steps"])
     logs = dpo_train_steps(out, build_tiny_llama(tmp_path / "tiny"), tmp_path / "run", steps=1)
     assert len(logs) == 1 and logs[0]["loss"] > 0
+
+
+def test_sigkill_mid_build_then_resume_matches_uninterrupted(tmp_path):
+    """kill -9 during a real embedded-model build: the rerun makes only the missing calls and the
+    dataset is byte-identical to an uninterrupted build (the backend is batch-invariant)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from test_resume import FILES, cached_calls
+
+    limit = 4
+    ref_env = {"FACTORY_CACHE_DIR": str(tmp_path / "ref_cache"), "PATH": "/usr/bin:/bin"}
+    ref = run_cli("build", str(RECIPE), "--limit", str(limit), "--output", str(tmp_path / "ref"),
+                  env=ref_env, cwd=ROOT, timeout=900)
+    assert ref.returncode == 0, ref.stderr
+    total = json.loads((tmp_path / "ref" / "run.json").read_text())["calls"]["default"]["made"]
+
+    env = env_for(tmp_path)
+    db = tmp_path / "cache" / "requests.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "factory.cli", "build", str(RECIPE), "--limit",
+                             str(limit), "--output", str(tmp_path / "out")], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while cached_calls(db) < total // 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = cached_calls(db)
+    assert 0 < done < total
+
+    again = run_cli("build", str(RECIPE), "--limit", str(limit), "--output", str(tmp_path / "out"),
+                    env=env, cwd=ROOT, timeout=900)
+    assert again.returncode == 0, again.stderr
+    calls = json.loads((tmp_path / "out" / "run.json").read_text())["calls"]["default"]
+    assert (calls["cached"], calls["made"]) == (done, total - done)
+    for name in FILES:
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
