@@ -112,8 +112,9 @@ def _print_estimate(plan: Plan, options: BuildOptions) -> None:
     table.add_row("total", str(total), str(cached), str(total - cached),
                   str(sum(e["prompt_tokens"] for e in per_step.values())), style="bold")
     out.print(table)
-    out.print("≥: prompt includes text generated upstream; counted without it.", markup=False,
-              highlight=False)
+    if any(e["tokens_are_lower_bound"] for e in per_step.values()):
+        out.print("≥: prompt includes text generated upstream; counted without it.", markup=False,
+                  highlight=False)
 
 
 def _print_summary(result: BuildResult) -> None:
