@@ -142,6 +142,44 @@ def _reasons(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "0"
 
 
+@app.command()
+def capacity(
+    model: str = typer.Option(..., "--model", help="HF folder, config.json, .gguf file, or smollm2"),
+    rank: int = typer.Option(..., "--rank", min=1, help="LoRA rank r"),
+    targets: Optional[list[str]] = typer.Option(None, "--targets", help="module names (repeat); "
+                                                "default: every Linear except lm_head"),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help="dataset folder or split file"),
+    method: str = typer.Option("sft", "--method", help="sft | dpo | reward | grpo (RL-like "
+                               "methods need ~1000x fewer bits)"),
+) -> None:
+    """Exact LoRA parameter count per module type, and whether the dataset fits (exit 3 if not)."""
+
+    def body() -> None:
+        from trainers.capacity import EXIT_UNDERCAPACITY
+        from trainers.check import check_capacity
+        from trainers.models import resolve_model
+
+        report = check_capacity(resolve_model(model), rank, targets or None, dataset, method)
+        cap = report.capacity
+        table = Table(title=f"LoRA r={rank} on {report.facts.name} "
+                            f"({report.facts.params / 1e6:,.1f}M params)")
+        for col in ("module", "layers", "d_in", "d_out", "LoRA params"):
+            table.add_column(col, justify="left" if col == "module" else "right")
+        for name, m in cap.per_module.items():
+            table.add_row(name, str(m["count"]), str(m["d_in"]), str(m["d_out"]), f"{m['params']:,}")
+        table.add_row("total", str(sum(m["count"] for m in cap.per_module.values())), "", "",
+                      f"{cap.params:,}", style="bold")
+        out.print(table)
+        out.print(f"capacity: {cap.params:,} params × 2 bits = {cap.bits:,.0f} bits "
+                  "(lm_head excluded)", markup=False, highlight=False)
+        if report.verdict is not None:
+            out.print(report.verdict.message(), markup=False, highlight=False)
+            if not report.verdict.fits:
+                raise typer.Exit(EXIT_UNDERCAPACITY)
+
+    _guard(body)
+
+
 def main() -> None:
     app(prog_name="factory")
 

@@ -1,0 +1,38 @@
+"""The capacity check that runs before every training run and behind ``factory capacity``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainers import data
+from trainers.capacity import Capacity, Verdict, count_lora, count_tokens
+from trainers.models import ModelFacts, ModelRef, load_tokenizer, meta_model, model_facts
+
+
+@dataclass
+class CapacityReport:
+    facts: ModelFacts
+    capacity: Capacity
+    verdict: Verdict | None  # None when no dataset was given
+
+
+def dataset_tokens(path: Path, method: str, tokenizer: Any) -> int:
+    """Target tokens (what the loss is computed on), counted with the model's own tokenizer."""
+    file, rows = data.load_split(path, "dpo" if method in ("dpo", "reward") else "sft")
+    shaped = data.to_prompt_completion(file, rows) if method == "sft" else data.to_preference(rows)
+    return count_tokens(data.target_texts(shaped, "sft" if method == "sft" else "dpo"), tokenizer)
+
+
+def check_capacity(ref: ModelRef, rank: int, targets: list[str] | None = None,
+                   dataset: Path | None = None, method: str = "sft", model: Any = None,
+                   tokenizer: Any = None) -> CapacityReport:
+    """Count from ``model`` when given (a loaded model), else from the config on the meta device."""
+    model = model if model is not None else meta_model(ref)
+    capacity = count_lora(model, rank, targets)
+    verdict = None
+    if dataset is not None:
+        tokens = dataset_tokens(dataset, method, tokenizer or load_tokenizer(ref))
+        verdict = Verdict(capacity, tokens, method)
+    return CapacityReport(model_facts(ref, model), capacity, verdict)

