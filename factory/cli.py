@@ -180,6 +180,71 @@ def capacity(
     _guard(body)
 
 
+train_app = typer.Typer(no_args_is_help=True, help="LoRA training on a built dataset (TRL + PEFT).")
+app.add_typer(train_app, name="train")
+
+
+def _train(method: str, dataset: Path, model: Optional[str], config: Optional[Path],
+           overrides: list[str], force: bool, merge: bool, output: Optional[Path]) -> None:
+    def body() -> None:
+        from trainers.config import DPOLoraConfig, SFTLoraConfig, default_preset, load_config
+
+        cls = SFTLoraConfig if method == "sft" else DPOLoraConfig
+        cfg = load_config(cls, config or default_preset(method), overrides, model=model,
+                          merge=merge or None, output_dir=str(output) if output else None)
+        log = lambda line: out.print(line, markup=False, highlight=False)  # noqa: E731
+        if method == "sft":
+            from trainers.sft import train_sft
+
+            result = train_sft(cfg, dataset, force, log)
+        else:
+            from trainers.dpo import train_dpo
+
+            result = train_dpo(cfg, dataset, force, log)
+        losses, evals = result.losses(), result.losses("eval_loss")
+        out.print(f"done: train loss {losses[0]:.4f} -> {losses[-1]:.4f}"
+                  + (f", eval loss {evals[-1]:.4f}" if evals else "")
+                  + f"; metrics {result.output_dir / 'metrics.jsonl'}", markup=False, highlight=False)
+
+    _guard(body)
+
+
+_TRAIN_HELP = {
+    "model": "HF folder, config.json folder, .gguf file, or smollm2 (embedded)",
+    "config": "YAML preset (default trainers/<method>_lora.yaml)",
+    "set": "override a config field, key=value (repeat)",
+    "force": "train even when the capacity check says the adapter is too small",
+}
+
+
+@train_app.command("sft")
+def train_sft_cmd(
+    dataset: Path = typer.Argument(..., help="dataset folder (sft.parquet) or split file"),
+    model: Optional[str] = typer.Option(None, "--model", help=_TRAIN_HELP["model"]),
+    config: Optional[Path] = typer.Option(None, "--config", help=_TRAIN_HELP["config"]),
+    overrides: list[str] = typer.Option([], "--set", help=_TRAIN_HELP["set"]),
+    force: bool = typer.Option(False, "--force", help=_TRAIN_HELP["force"]),
+    merge: bool = typer.Option(False, "--merge", help="also write the merged model"),
+    output: Optional[Path] = typer.Option(None, "--output", help="run folder (default runs/...)"),
+) -> None:
+    """Supervised LoRA fine-tuning, loss on the answers only."""
+    _train("sft", dataset, model, config, overrides, force, merge, output)
+
+
+@train_app.command("dpo")
+def train_dpo_cmd(
+    dataset: Path = typer.Argument(..., help="dataset folder (dpo.parquet) or split file"),
+    model: Optional[str] = typer.Option(None, "--model", help=_TRAIN_HELP["model"]),
+    config: Optional[Path] = typer.Option(None, "--config", help=_TRAIN_HELP["config"]),
+    overrides: list[str] = typer.Option([], "--set", help=_TRAIN_HELP["set"]),
+    force: bool = typer.Option(False, "--force", help=_TRAIN_HELP["force"]),
+    merge: bool = typer.Option(False, "--merge", help="also write the merged model"),
+    output: Optional[Path] = typer.Option(None, "--output", help="run folder (default runs/...)"),
+) -> None:
+    """Preference LoRA training (DPO, beta 0.1, reference = adapter disabled)."""
+    _train("dpo", dataset, model, config, overrides, force, merge, output)
+
+
 def main() -> None:
     app(prog_name="factory")
 

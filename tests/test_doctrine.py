@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainers.doctrine import (recommend_epochs, recommend_eval_steps, recommend_lr,
-                               recommend_rank)
+from trainers.doctrine import recommend_epochs, recommend_eval_steps, recommend_lr, recommend_rank
 
 
 @pytest.mark.parametrize("params,method,expected", [
