@@ -180,6 +180,22 @@ def capacity(
     _guard(body)
 
 
+@app.command()
+def advise(
+    dataset: Path = typer.Argument(..., help="dataset folder or split file"),
+    model: str = typer.Option("smollm2", "--model", help="the model you will train (sets rank, LR)"),
+) -> None:
+    """Recommend a training method, rank, learning rate, epochs and eval frequency."""
+
+    def body() -> None:
+        from trainers.advise import advise as make_advice
+
+        for line in make_advice(dataset, model).lines():
+            out.print(line, markup=False, highlight=False)
+
+    _guard(body)
+
+
 train_app = typer.Typer(no_args_is_help=True, help="LoRA training on a built dataset (TRL + PEFT).")
 app.add_typer(train_app, name="train")
 

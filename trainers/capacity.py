@@ -107,10 +107,11 @@ class Verdict:
 
     def message(self) -> str:
         cap, req = self.capacity, self.required
+        need = f"{req:,.0f}" if req >= 10 else f"{req:.2g}"  # RL-scale needs are often < 1 bit
         basis = f"{self.tokens:,} target tokens" + (
             f" / {RL_DISCOUNT:.0f} ({self.method}: RL-like signal)" if self.method in RL_METHODS else "")
         if self.fits:
-            return (f"ok: rank {cap.rank} holds ~{cap.bits:,.0f} bits; the data needs ~{req:,.0f} "
+            return (f"ok: rank {cap.rank} holds ~{cap.bits:,.0f} bits; the data needs ~{need} "
                     f"({basis}); {cap.bits / max(req, 1):,.1f}× headroom")
         return (f"UNDERCAPACITY: rank {cap.rank} holds ~{cap.bits:,.0f} bits but the data needs "
                 f"~{req:,.0f} ({basis}): short by {req - cap.bits:,.0f} bits; smallest rank that "
