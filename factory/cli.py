@@ -203,23 +203,19 @@ app.add_typer(train_app, name="train")
 def _train(method: str, dataset: Path, model: Optional[str], config: Optional[Path],
            overrides: list[str], force: bool, merge: bool, output: Optional[Path]) -> None:
     def body() -> None:
-        from trainers.config import DPOLoraConfig, SFTLoraConfig, default_preset, load_config
+        from trainers.config import default_preset, load_config
+        from trainers.methods import METHODS
 
-        cls = SFTLoraConfig if method == "sft" else DPOLoraConfig
-        cfg = load_config(cls, config or default_preset(method), overrides, model=model,
-                          merge=merge or None, output_dir=str(output) if output else None)
+        cls, train = METHODS[method]()
+        preset = config or (default_preset(method) if default_preset(method).exists() else None)
+        cfg = load_config(cls, preset, overrides, model=model, merge=merge or None,
+                          output_dir=str(output) if output else None)
         log = lambda line: out.print(line, markup=False, highlight=False)  # noqa: E731
-        if method == "sft":
-            from trainers.sft import train_sft
-
-            result = train_sft(cfg, dataset, force, log)
-        else:
-            from trainers.dpo import train_dpo
-
-            result = train_dpo(cfg, dataset, force, log)
-        losses, evals = result.losses(), result.losses("eval_loss")
+        result = train(cfg, dataset, force, log)
+        losses, evals, rewards = (result.losses(k) for k in ("loss", "eval_loss", "reward"))
         out.print(f"done: train loss {losses[0]:.4f} -> {losses[-1]:.4f}"
                   + (f", eval loss {evals[-1]:.4f}" if evals else "")
+                  + (f", reward {rewards[0]:.3f} -> {rewards[-1]:.3f}" if rewards else "")
                   + f"; metrics {result.output_dir / 'metrics.jsonl'}", markup=False, highlight=False)
 
     _guard(body)
@@ -259,6 +255,20 @@ def train_dpo_cmd(
 ) -> None:
     """Preference LoRA training (DPO, beta 0.1, reference = adapter disabled)."""
     _train("dpo", dataset, model, config, overrides, force, merge, output)
+
+
+@train_app.command("grpo")
+def train_grpo_cmd(
+    dataset: Path = typer.Argument(..., help="dataset folder or file with prompt + answer columns"),
+    model: Optional[str] = typer.Option(None, "--model", help=_TRAIN_HELP["model"]),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML preset (optional)"),
+    overrides: list[str] = typer.Option([], "--set", help=_TRAIN_HELP["set"]),
+    force: bool = typer.Option(False, "--force", help=_TRAIN_HELP["force"]),
+    merge: bool = typer.Option(False, "--merge", help="also write the merged model"),
+    output: Optional[Path] = typer.Option(None, "--output", help="run folder (default runs/...)"),
+) -> None:
+    """GRPO with a verifiable reward (--set verifier=numeric|exact|regex, answer_column=...)."""
+    _train("grpo", dataset, model, config, overrides, force, merge, output)
 
 
 def main() -> None:

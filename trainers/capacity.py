@@ -92,9 +92,12 @@ class Verdict:
     capacity: Capacity
     tokens: int
     method: str
+    episodes: int | None = None  # GRPO: ~1 bit per sampled episode, no target text to count
 
     @property
     def required(self) -> float:
+        if self.episodes is not None:
+            return float(self.episodes)
         return required_bits(self.tokens, self.method)
 
     @property
@@ -108,7 +111,8 @@ class Verdict:
     def message(self) -> str:
         cap, req = self.capacity, self.required
         need = f"{req:,.0f}" if req >= 10 else f"{req:.2g}"  # RL-scale needs are often < 1 bit
-        basis = f"{self.tokens:,} target tokens" + (
+        basis = f"{self.episodes:,} episodes × ~1 bit" if self.episodes is not None else \
+            f"{self.tokens:,} target tokens" + (
             f" / {RL_DISCOUNT:.0f} ({self.method}: RL-like signal)" if self.method in RL_METHODS else "")
         if self.fits:
             return (f"ok: rank {cap.rank} holds ~{cap.bits:,.0f} bits; the data needs ~{need} "

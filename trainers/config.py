@@ -66,6 +66,24 @@ class DPOLoraConfig(LoraRunConfig):
                      "with the adapter disabled).")
 
 
+@dataclass
+class GRPOLoraConfig(LoraRunConfig):
+    verifier: str = _f("numeric", "Reward: numeric (final number equals the answer), exact "
+                       "(normalized text equality) or regex (answer column holds a pattern).")
+    answer_column: str = _f("answer", "Dataset column with the verifiable answer.")
+    num_generations: int = _f(4, "Completions sampled per prompt (the group GRPO normalizes over); "
+                              "must divide batch_size.")
+    max_completion_length: int = _f(256, "Longest sampled completion, in tokens.")
+    temperature: float = _f(1.0, "Sampling temperature for the rollouts.")
+    top_k: int = _f(40, "Top-k for rollouts: SmolLM2 at plain temperature sampling rarely answers "
+                    "correctly; top-k/top-p lift it.")
+    top_p: float = _f(0.95, "Top-p for rollouts.")
+    beta: float = _f(0.0, "KL penalty to the reference (adapter disabled); 0 as in TRL: no "
+                     "reference pass.")
+    eval_fraction: float = _f(0.0, "Share of rows held out; GRPO's signal is the reward, so 0 by "
+                              "default.")
+
+
 C = TypeVar("C", bound=LoraRunConfig)
 
 

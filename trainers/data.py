@@ -129,3 +129,41 @@ def target_texts(rows: list[Row], method: str) -> list[str]:
     """The text the loss learns from: completions (SFT), both answers (preference methods)."""
     keys = ("completion",) if method == "sft" else ("chosen", "rejected")
     return ["".join(m["content"] for m in row[k]) for row in rows for k in keys]
+
+
+def load_prompts(path: Path, answer_column: str) -> tuple[Path, list[Row]]:
+    """Rows for GRPO: a prompt (``prompt`` or ``messages``) and a verifiable answer column."""
+    file = dataset_file(path, None) if path.is_file() else _first(path, ("grpo", "sft"))
+    rows = read_rows(file)
+    columns = columns_of(file, rows)
+    if answer_column not in columns or not ({"prompt", "messages"} & columns):
+        raise FactoryError(f"{file}: grpo needs a prompt (prompt or messages) and an answer column "
+                           f"'{answer_column}'; it has {', '.join(sorted(columns))}")
+    if not rows:
+        raise FactoryError(f"{file}: no rows to train on")
+    return file, rows
+
+
+def _first(folder: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        try:
+            return dataset_file(folder, name)
+        except FactoryError:
+            continue
+    raise FactoryError(f"dataset {folder}: no {' or '.join(n + '.parquet' for n in names)}")
+
+
+def to_prompt_answer(file: Path, rows: list[Row], answer_column: str) -> list[Row]:
+    """Conversational prompts (the turns before the first assistant answer) plus the answer."""
+    out = []
+    for i, row in enumerate(rows):
+        if row.get("prompt") is not None:
+            prompt = _as_messages(row["prompt"], "user")
+        else:
+            messages = _as_messages(row["messages"], "user")
+            first = next((k for k, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
+            prompt = messages[:first]
+        if not prompt or row.get(answer_column) is None:
+            raise FactoryError(f"{file}: row {i}: empty prompt or missing '{answer_column}'")
+        out.append({"prompt": prompt, "answer": str(row[answer_column])})
+    return out

@@ -54,12 +54,17 @@ def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    ref = resolve_model(config.model)
-    file, rows = data.load_split(dataset, method)
-    shaped = data.to_prompt_completion(file, rows) if method == "sft" else data.to_preference(rows)
+    if method == "grpo":
+        answer_column = getattr(config, "answer_column", "answer")
+        file, rows = data.load_prompts(dataset, answer_column)
+        shaped = data.to_prompt_answer(file, rows, answer_column)
+    else:
+        file, rows = data.load_split(dataset, method)
+        shaped = data.to_prompt_completion(file, rows) if method == "sft" else data.to_preference(rows)
     train_rows, eval_rows = data.train_eval_split(shaped, config.eval_fraction, config.seed)
     log(f"data: {file} -> {len(train_rows)} train / {len(eval_rows)} eval rows")
 
+    ref = resolve_model(config.model)
     tokenizer, model = load_tokenizer(ref), load_model(ref)
     facts = model_facts(ref, model)
     choices = {
@@ -76,8 +81,12 @@ def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log:
         log(f"{key}: {choice}")
 
     capacity = count_lora(model, choices["rank"].value, config.targets)
-    tokens = count_tokens(data.target_texts(train_rows, method), tokenizer)
-    verdict = Verdict(capacity, tokens, method)
+    if method == "grpo":  # no target text: each sampled completion is one ~1-bit episode
+        episodes = int(len(train_rows) * choices["epochs"].value * getattr(config, "num_generations", 1))
+        verdict = Verdict(capacity, 0, method, episodes=episodes)
+    else:
+        tokens = count_tokens(data.target_texts(train_rows, method), tokenizer)
+        verdict = Verdict(capacity, tokens, method)
     log(f"capacity: {capacity.params:,} LoRA params; {verdict.message()}")
     if not verdict.fits and not force:
         raise FactoryError(f"{verdict.message()}; raise the rank (--set rank={verdict.min_rank}) or "
@@ -129,7 +138,7 @@ def metrics_callback(path: Path, history: list[dict], log: Log) -> Any:
             history.append(entry)
             with path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(entry) + "\n")
-            shown = {k: round(v, 4) for k, v in entry.items() if k in ("loss", "eval_loss")}
+            shown = {k: round(v, 4) for k, v in entry.items() if k in ("loss", "eval_loss", "reward")}
             if shown:
                 log(f"step {state.global_step}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
 
