@@ -257,6 +257,20 @@ def train_dpo_cmd(
     _train("dpo", dataset, model, config, overrides, force, merge, output)
 
 
+@train_app.command("reward")
+def train_reward_cmd(
+    dataset: Path = typer.Argument(..., help="dataset folder (dpo.parquet) or split file"),
+    model: Optional[str] = typer.Option(None, "--model", help=_TRAIN_HELP["model"]),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML preset (optional)"),
+    overrides: list[str] = typer.Option([], "--set", help=_TRAIN_HELP["set"]),
+    force: bool = typer.Option(False, "--force", help=_TRAIN_HELP["force"]),
+    merge: bool = typer.Option(False, "--merge", help="also write the merged model"),
+    output: Optional[Path] = typer.Option(None, "--output", help="run folder (default runs/...)"),
+) -> None:
+    """Reward model (LoRA + scoring head) on preference pairs."""
+    _train("reward", dataset, model, config, overrides, force, merge, output)
+
+
 @train_app.command("grpo")
 def train_grpo_cmd(
     dataset: Path = typer.Argument(..., help="dataset folder or file with prompt + answer columns"),

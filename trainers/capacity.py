@@ -17,7 +17,9 @@ BITS_PER_PARAM = 2.0
 RL_METHODS = {"dpo", "reward", "grpo"}
 RL_DISCOUNT = 1000.0
 EXIT_UNDERCAPACITY = 3  # `factory capacity` when the data does not fit
-EXCLUDED = ("lm_head",)  # TRL 1.16 refuses LoRA on the unembedding; see doctrine.LM_HEAD
+# Output layers: TRL 1.16 refuses LoRA on the unembedding; a reward model's one-logit head is
+# trained fully (PEFT modules_to_save) rather than adapted.
+EXCLUDED = ("lm_head", "score", "classifier")
 
 
 @dataclass

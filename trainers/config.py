@@ -67,6 +67,12 @@ class DPOLoraConfig(LoraRunConfig):
 
 
 @dataclass
+class RewardLoraConfig(LoraRunConfig):
+    center_rewards_coefficient: float | None = _f(0.01, "Pulls mean reward toward zero so scores "
+                                                  "stay comparable across runs (None: off).")
+
+
+@dataclass
 class GRPOLoraConfig(LoraRunConfig):
     verifier: str = _f("numeric", "Reward: numeric (final number equals the answer), exact "
                        "(normalized text equality) or regex (answer column holds a pattern).")

@@ -20,6 +20,13 @@ def _dpo() -> tuple[type, Callable[..., Any]]:
     return DPOLoraConfig, train_dpo
 
 
+def _reward() -> tuple[type, Callable[..., Any]]:
+    from trainers.config import RewardLoraConfig
+    from trainers.reward import train_reward
+
+    return RewardLoraConfig, train_reward
+
+
 def _grpo() -> tuple[type, Callable[..., Any]]:
     from trainers.config import GRPOLoraConfig
     from trainers.grpo import train_grpo
@@ -28,4 +35,4 @@ def _grpo() -> tuple[type, Callable[..., Any]]:
 
 
 METHODS: dict[str, Callable[[], tuple[type, Callable[..., Any]]]] = {
-    "sft": _sft, "dpo": _dpo, "grpo": _grpo}
+    "sft": _sft, "dpo": _dpo, "reward": _reward, "grpo": _grpo}

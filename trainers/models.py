@@ -83,13 +83,17 @@ def load_tokenizer(ref: ModelRef) -> Any:
     return tokenizer
 
 
-def load_model(ref: ModelRef) -> Any:
-    """fp32 weights ready for Trainer."""
+def load_model(ref: ModelRef, reward_head: bool = False) -> Any:
+    """fp32 weights ready for Trainer; ``reward_head``: a one-logit scoring head (reward model)."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    model = AutoModelForCausalLM.from_pretrained(ref.folder, gguf_file=ref.gguf_file,
-                                                 dtype=torch.float32)
+    if reward_head:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            ref.folder, gguf_file=ref.gguf_file, dtype=torch.float32, num_labels=1)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(ref.folder, gguf_file=ref.gguf_file,
+                                                     dtype=torch.float32)
     if ref.gguf_file:  # dequantized already; Trainer only needs to stop seeing the GGUF flags
         model.hf_quantizer = None
         model.is_quantized = False

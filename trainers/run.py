@@ -59,13 +59,15 @@ def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log:
         file, rows = data.load_prompts(dataset, answer_column)
         shaped = data.to_prompt_answer(file, rows, answer_column)
     else:
-        file, rows = data.load_split(dataset, method)
+        file, rows = data.load_split(dataset, "dpo" if method == "reward" else method)
         shaped = data.to_prompt_completion(file, rows) if method == "sft" else data.to_preference(rows)
     train_rows, eval_rows = data.train_eval_split(shaped, config.eval_fraction, config.seed)
     log(f"data: {file} -> {len(train_rows)} train / {len(eval_rows)} eval rows")
 
     ref = resolve_model(config.model)
-    tokenizer, model = load_tokenizer(ref), load_model(ref)
+    tokenizer, model = load_tokenizer(ref), load_model(ref, reward_head=method == "reward")
+    if method == "reward":  # the scoring head finds each sequence's last token by the pad id
+        model.config.pad_token_id = tokenizer.pad_token_id
     facts = model_facts(ref, model)
     choices = {
         "rank": Choice(config.rank, "config") if config.rank else
@@ -119,13 +121,14 @@ def trl_args(config: LoraRunConfig, prep: Prepared) -> dict[str, Any]:
         bf16=cuda and torch.cuda.is_bf16_supported(), gradient_checkpointing=cuda)
 
 
-def lora_config(config: LoraRunConfig, prep: Prepared) -> Any:
+def lora_config(config: LoraRunConfig, prep: Prepared, task_type: str = "CAUSAL_LM") -> Any:
+    """SEQ_CLS (reward models) makes PEFT train the new scoring head fully."""
     from peft import LoraConfig
 
     return LoraConfig(r=prep.choices["rank"].value, lora_alpha=config.alpha,
                       lora_dropout=config.dropout, target_modules=config.targets or "all-linear",
                       modules_to_save=["lm_head"] if config.train_lm_head else None,
-                      task_type="CAUSAL_LM")
+                      task_type=task_type)
 
 
 def metrics_callback(path: Path, history: list[dict], log: Log) -> Any:

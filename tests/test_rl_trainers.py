@@ -1,4 +1,4 @@
-"""GRPO with a verifiable reward on the tiny Llama: 2 real steps, reward logged, LoRA moved."""
+"""GRPO (verifiable reward) and reward-model training on the tiny Llama: 2 real steps each."""
 
 from __future__ import annotations
 
@@ -41,3 +41,22 @@ def test_grpo_names_missing_answer_column(tmp_path):
         train_grpo(config, tmp_path / "grpo.jsonl", log=lambda _: None)
     with pytest.raises(FactoryError, match="multiple of num_generations 4"):
         train_grpo(load_config(GRPOLoraConfig, None, ["batch_size=6"]), tmp_path)
+
+
+def test_reward_model_two_steps(tmp_path):
+    from test_train import DPO_ROWS
+    from trainers.config import RewardLoraConfig
+    from trainers.reward import train_reward
+
+    tiny = build_tiny_llama(tmp_path / "tiny")
+    (tmp_path / "dpo.jsonl").write_text("\n".join(json.dumps(r) for r in DPO_ROWS))
+    config = load_config(RewardLoraConfig, None, ["max_steps=2", "rank=4", "threads=1",
+                                                  "batch_size=2", "eval_steps=1"],
+                         model=str(tiny), output_dir=str(tmp_path / "run"))
+    result = train_reward(config, tmp_path, log=lambda _: None)
+    assert len(result.losses()) == 2 and result.losses("eval_loss")
+    assert all(n > 0 for n in lora_b_norms(result.adapter_dir))
+    from safetensors.torch import load_file
+
+    saved = load_file(result.adapter_dir / "adapter_model.safetensors")
+    assert any("score" in k for k in saved), "the scoring head is saved with the adapter"
