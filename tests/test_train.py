@@ -112,3 +112,21 @@ def test_cli_train_sft_one_command(setup, tmp_path):
     assert "done: train loss" in result.stdout and (tmp_path / "run" / "adapter").is_dir()
     wrong = run_cli("train", "dpo", str(folder / "ds" / "sft.jsonl"), "--model", str(tiny))
     assert wrong.returncode == 1 and "dpo needs columns prompt, chosen, rejected" in wrong.stderr
+
+
+def test_a_built_dataset_trains_as_written(setup, write_recipe, tmp_path):
+    """The parquet folder `factory build` writes (id, lineage, extra columns) trains unchanged."""
+    import asyncio
+
+    from conftest import fake_recipe_text
+    from factory.build import BuildOptions, plan_build, run_build
+    from trainers.dpo import train_dpo
+    from trainers.sft import train_sft
+
+    _, tiny = setup
+    options = BuildOptions(output=tmp_path / "ds", cache_path=tmp_path / "c.sqlite")
+    asyncio.run(run_build(plan_build(write_recipe(fake_recipe_text()), options), options))
+    for cls, train in ((DPOLoraConfig, train_dpo), (SFTLoraConfig, train_sft)):
+        config = load_config(cls, None, ["max_steps=1", "rank=4", "batch_size=2", "threads=1"],
+                             model=str(tiny), output_dir=str(tmp_path / cls.__name__))
+        assert len(train(config, tmp_path / "ds", log=lambda _: None).losses()) == 1

