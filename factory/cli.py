@@ -149,8 +149,8 @@ def capacity(
     targets: Optional[list[str]] = typer.Option(None, "--targets", help="module names (repeat); "
                                                 "default: every Linear except lm_head"),
     dataset: Optional[Path] = typer.Option(None, "--dataset", help="dataset folder or split file"),
-    method: str = typer.Option("sft", "--method", help="sft | dpo | reward | grpo (RL-like "
-                               "methods need ~1000x fewer bits)"),
+    method: str = typer.Option("sft", "--method", help="sft | dpo | reward (preference methods "
+                               "need ~1000x fewer bits; GRPO is checked in episodes by train grpo)"),
 ) -> None:
     """Exact LoRA parameter count per module type, and whether the dataset fits (exit 3 if not)."""
 
@@ -159,6 +159,8 @@ def capacity(
         from trainers.check import check_capacity
         from trainers.models import resolve_model
 
+        if method not in ("sft", "dpo", "reward"):
+            raise FactoryError(f"--method {method}: one of sft, dpo, reward")
         report = check_capacity(resolve_model(model), rank, targets or None, dataset, method)
         cap = report.capacity
         table = Table(title=f"LoRA r={rank} on {report.facts.name} "

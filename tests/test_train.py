@@ -130,3 +130,26 @@ def test_a_built_dataset_trains_as_written(setup, write_recipe, tmp_path):
         config = load_config(cls, None, ["max_steps=1", "rank=4", "batch_size=2", "threads=1"],
                              model=str(tiny), output_dir=str(tmp_path / cls.__name__))
         assert len(train(config, tmp_path / "ds", log=lambda _: None).losses()) == 1
+
+
+def test_sft_rows_get_completion_only_loss_in_trl(setup):
+    """messages -> prompt/completion: TRL masks the prompt (system + user turns) out of the loss."""
+    from trl import SFTConfig, SFTTrainer
+
+    from datasets import Dataset
+    from trainers.data import to_prompt_completion
+    from trainers.models import load_model, load_tokenizer, resolve_model
+
+    folder, tiny = setup
+    rows = to_prompt_completion(folder / "x.jsonl", SFT_ROWS[:2])
+    assert [m["role"] for m in rows[0]["prompt"]] == ["system", "user"]
+    ref = resolve_model(str(tiny))
+    trainer = SFTTrainer(model=load_model(ref), processing_class=load_tokenizer(ref),
+                         train_dataset=Dataset.from_list(rows),
+                         args=SFTConfig(output_dir=str(folder / "mask"), completion_only_loss=True,
+                                        use_cpu=True, bf16=False, report_to=[]))
+    labels = trainer.train_dataset[0]["labels"]  # -100: not in the loss
+    trained = [t for t in labels if t != -100]
+    answer = load_tokenizer(ref)("The quick brown fox jumps over the lazy dog.")["input_ids"]
+    assert labels[0] == -100 and trained[:len(answer)] == answer
+    assert len(trained) <= len(answer) + 2  # the answer and its end-of-turn tokens, no prompt

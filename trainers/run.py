@@ -80,7 +80,8 @@ def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log:
     choices["eval_steps"] = Choice(config.eval_steps, "config") if config.eval_steps else \
         recommend_eval_steps(steps)
     for key, choice in choices.items():
-        log(f"{key}: {choice}")
+        if key != "eval_steps" or eval_rows:
+            log(f"{key}: {choice}")
 
     capacity = count_lora(model, choices["rank"].value, config.targets)
     if method == "grpo":  # no target text: each sampled completion is one ~1-bit episode
@@ -90,6 +91,9 @@ def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log:
         tokens = count_tokens(data.target_texts(train_rows, method), tokenizer)
         verdict = Verdict(capacity, tokens, method)
     log(f"capacity: {capacity.params:,} LoRA params; {verdict.message()}")
+    head = model.get_output_embeddings()
+    if config.train_lm_head and head is not None:  # full-rank, so not part of the LoRA bit budget
+        log(f"lm_head: trained fully (+{head.weight.numel():,} params, not counted above)")
     if not verdict.fits and not force:
         raise FactoryError(f"{verdict.message()}; raise the rank (--set rank={verdict.min_rank}) or "
                            "pass --force")
