@@ -64,3 +64,10 @@ def test_nothing_usable_says_generate_first(tmp_path, llama8b):
         advise(tmp_path, llama8b)
     result = run_cli("advise", str(tmp_path), "--model", llama8b)
     assert result.returncode == 1 and "generate first" in result.stderr
+
+
+def test_prompts_with_answers_mean_grpo(tmp_path, llama8b):
+    write(tmp_path / "grpo.jsonl", [{"prompt": "2+2?", "answer": "4"}] * 50)
+    advice = advise(tmp_path, llama8b)
+    assert advice.method == "grpo" and advice.choices["rank"].value == 8
+    assert advice.command.startswith("factory train grpo ")

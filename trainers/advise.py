@@ -35,17 +35,20 @@ class Advice:
 def pick_split(dataset: Path) -> tuple[str, Path, list[dict], str]:
     """Pairs beat conversations: a dataset that has both can do DPO (and SFT on the chosen side)."""
     files = [dataset] if dataset.is_file() else \
-        [dataset / f"{n}.{e}" for n in ("dpo", "sft") for e in ("parquet", "jsonl")]
+        [dataset / f"{n}.{e}" for n in ("dpo", "sft", "grpo") for e in ("parquet", "jsonl")]
     seen = []
     for file in (f for f in files if f.exists()):
         rows = data.read_rows(file)
         columns = data.columns_of(file, rows)
         method = data.detect_method(columns)
+        if method is None and "answer" in columns and {"prompt", "messages"} & columns:
+            method = "grpo"  # prompts with checkable answers: RL on a verifiable reward
         seen.append(f"{file.name}: {', '.join(sorted(columns)) or 'no columns'}, {len(rows)} rows")
         if method and rows:
-            why = ("preference pairs: prompt/chosen/rejected" if method == "dpo"
-                   else "conversations: " + ("messages" if "messages" in columns else
-                                             "prompt/completion or instruction/response"))
+            why = {"dpo": "preference pairs: prompt/chosen/rejected",
+                   "grpo": "prompts with an answer column: GRPO with --set verifier=numeric|exact|regex",
+                   "sft": "conversations: " + ("messages" if "messages" in columns else
+                                               "prompt/completion or instruction/response")}[method]
             return method, file, rows, f"{file.name} has {why}, {len(rows):,} rows"
     if not dataset.exists():
         raise FactoryError(f"dataset {dataset}: no such file or folder")
@@ -65,7 +68,7 @@ def advise(dataset: Path, model: str) -> Advice:
     advice = Advice(dataset, method, why, len(rows), {
         "rank": rank, "learning_rate": recommend_lr(facts.name, facts.model_type, facts.hidden_size),
         "epochs": epochs, "eval_steps": recommend_eval_steps(steps)})
-    if has_tokenizer(ref):  # the table's rank may not hold this much data: raise it if so
+    if method != "grpo" and has_tokenizer(ref):  # the table's rank may not hold the data: raise it
         shaped = data.to_prompt_completion(file, rows) if method == "sft" else data.to_preference(rows)
         verdict = Verdict(count_lora(meta, rank.value), count_tokens(
             data.target_texts(shaped, method), load_tokenizer(ref)), method)
