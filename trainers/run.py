@@ -76,7 +76,9 @@ def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log:
         recommend_lr(facts.name, facts.model_type, facts.hidden_size),
         "epochs": Choice(config.epochs, "config") if config.epochs else recommend_epochs(len(rows)),
     }
-    steps = _total_steps(config, len(train_rows), choices["epochs"].value)
+    # GRPO: a batch holds batch_size completions, num_generations per prompt
+    samples = len(train_rows) * getattr(config, "num_generations", 1)
+    steps = _total_steps(config, samples, choices["epochs"].value)
     choices["eval_steps"] = Choice(config.eval_steps, "config") if config.eval_steps else \
         recommend_eval_steps(steps)
     for key, choice in choices.items():
@@ -85,7 +87,7 @@ def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log:
 
     capacity = count_lora(model, choices["rank"].value, config.targets)
     if method == "grpo":  # no target text: each sampled completion is one ~1-bit episode
-        episodes = int(len(train_rows) * choices["epochs"].value * getattr(config, "num_generations", 1))
+        episodes = steps * config.batch_size * config.grad_accum
         verdict = Verdict(capacity, 0, method, episodes=episodes)
     else:
         tokens = count_tokens(data.target_texts(train_rows, method), tokenizer)
