@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -198,22 +199,39 @@ def advise(
     _guard(body)
 
 
-train_app = typer.Typer(no_args_is_help=True, help="LoRA training on a built dataset (TRL + PEFT).")
-app.add_typer(train_app, name="train")
+class TrainMethod(str, Enum):
+    sft = "sft"  # supervised, loss on the answers only (sft.parquet)
+    dpo = "dpo"  # preference pairs, beta 0.1, reference = adapter disabled (dpo.parquet)
+    reward = "reward"  # reward model: LoRA + a trained score head (dpo.parquet)
+    grpo = "grpo"  # verifiable reward (--set verifier=numeric|exact|regex, answer_column=...)
 
 
-def _train(method: str, dataset: Path, model: Optional[str], config: Optional[Path],
-           overrides: list[str], force: bool, merge: bool, output: Optional[Path]) -> None:
+@app.command()
+def train(
+    method: TrainMethod = typer.Argument(..., help="sft | dpo | reward | grpo"),
+    dataset: Path = typer.Argument(..., help="dataset folder written by factory build, or a split file"),
+    model: Optional[str] = typer.Option(None, "--model", help="HF folder, config.json folder, .gguf "
+                                        "file, or smollm2 (embedded)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML preset (default: "
+                                          "trainers/<method>_lora.yaml where it exists)"),
+    overrides: list[str] = typer.Option([], "--set", help="override a config field: --set rank=32"),
+    force: bool = typer.Option(False, "--force", help="train even when the capacity check fails"),
+    merge: bool = typer.Option(False, "--merge", help="also write the merged model"),
+    output: Optional[Path] = typer.Option(None, "--output", help="run folder (default runs/...)"),
+) -> None:
+    """LoRA training on a built dataset (TRL + PEFT), capacity-checked first."""
+
     def body() -> None:
         from trainers.config import default_preset, load_config
         from trainers.methods import METHODS
 
-        cls, train = METHODS[method]()
-        preset = config or (default_preset(method) if default_preset(method).exists() else None)
+        name = method.value
+        cls, train_fn = METHODS[name]()
+        preset = config or (default_preset(name) if default_preset(name).exists() else None)
         cfg = load_config(cls, preset, overrides, model=model, merge=merge or None,
                           output_dir=str(output) if output else None)
         log = lambda line: out.print(line, markup=False, highlight=False)  # noqa: E731
-        result = train(cfg, dataset, force, log)
+        result = train_fn(cfg, dataset, force, log)
         losses, evals, rewards = (result.losses(k) for k in ("loss", "eval_loss", "reward"))
         out.print(f"done: train loss {losses[0]:.4f} -> {losses[-1]:.4f}"
                   + (f", eval loss {evals[-1]:.4f}" if evals else "")
@@ -221,70 +239,6 @@ def _train(method: str, dataset: Path, model: Optional[str], config: Optional[Pa
                   + f"; metrics {result.output_dir / 'metrics.jsonl'}", markup=False, highlight=False)
 
     _guard(body)
-
-
-_TRAIN_HELP = {
-    "model": "HF folder, config.json folder, .gguf file, or smollm2 (embedded)",
-    "config": "YAML preset (default trainers/<method>_lora.yaml)",
-    "set": "override a config field, key=value (repeat)",
-    "force": "train even when the capacity check says the adapter is too small",
-}
-
-
-@train_app.command("sft")
-def train_sft_cmd(
-    dataset: Path = typer.Argument(..., help="dataset folder (sft.parquet) or split file"),
-    model: Optional[str] = typer.Option(None, "--model", help=_TRAIN_HELP["model"]),
-    config: Optional[Path] = typer.Option(None, "--config", help=_TRAIN_HELP["config"]),
-    overrides: list[str] = typer.Option([], "--set", help=_TRAIN_HELP["set"]),
-    force: bool = typer.Option(False, "--force", help=_TRAIN_HELP["force"]),
-    merge: bool = typer.Option(False, "--merge", help="also write the merged model"),
-    output: Optional[Path] = typer.Option(None, "--output", help="run folder (default runs/...)"),
-) -> None:
-    """Supervised LoRA fine-tuning, loss on the answers only."""
-    _train("sft", dataset, model, config, overrides, force, merge, output)
-
-
-@train_app.command("dpo")
-def train_dpo_cmd(
-    dataset: Path = typer.Argument(..., help="dataset folder (dpo.parquet) or split file"),
-    model: Optional[str] = typer.Option(None, "--model", help=_TRAIN_HELP["model"]),
-    config: Optional[Path] = typer.Option(None, "--config", help=_TRAIN_HELP["config"]),
-    overrides: list[str] = typer.Option([], "--set", help=_TRAIN_HELP["set"]),
-    force: bool = typer.Option(False, "--force", help=_TRAIN_HELP["force"]),
-    merge: bool = typer.Option(False, "--merge", help="also write the merged model"),
-    output: Optional[Path] = typer.Option(None, "--output", help="run folder (default runs/...)"),
-) -> None:
-    """Preference LoRA training (DPO, beta 0.1, reference = adapter disabled)."""
-    _train("dpo", dataset, model, config, overrides, force, merge, output)
-
-
-@train_app.command("reward")
-def train_reward_cmd(
-    dataset: Path = typer.Argument(..., help="dataset folder (dpo.parquet) or split file"),
-    model: Optional[str] = typer.Option(None, "--model", help=_TRAIN_HELP["model"]),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML preset (optional)"),
-    overrides: list[str] = typer.Option([], "--set", help=_TRAIN_HELP["set"]),
-    force: bool = typer.Option(False, "--force", help=_TRAIN_HELP["force"]),
-    merge: bool = typer.Option(False, "--merge", help="also write the merged model"),
-    output: Optional[Path] = typer.Option(None, "--output", help="run folder (default runs/...)"),
-) -> None:
-    """Reward model (LoRA + scoring head) on preference pairs."""
-    _train("reward", dataset, model, config, overrides, force, merge, output)
-
-
-@train_app.command("grpo")
-def train_grpo_cmd(
-    dataset: Path = typer.Argument(..., help="dataset folder or file with prompt + answer columns"),
-    model: Optional[str] = typer.Option(None, "--model", help=_TRAIN_HELP["model"]),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML preset (optional)"),
-    overrides: list[str] = typer.Option([], "--set", help=_TRAIN_HELP["set"]),
-    force: bool = typer.Option(False, "--force", help=_TRAIN_HELP["force"]),
-    merge: bool = typer.Option(False, "--merge", help="also write the merged model"),
-    output: Optional[Path] = typer.Option(None, "--output", help="run folder (default runs/...)"),
-) -> None:
-    """GRPO with a verifiable reward (--set verifier=numeric|exact|regex, answer_column=...)."""
-    _train("grpo", dataset, model, config, overrides, force, merge, output)
 
 
 def main() -> None:
