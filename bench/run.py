@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from factory.build import BuildOptions, plan_build, run_build  # noqa: E402
+from report import report  # noqa: E402
 
 SEEDS = ROOT / "datasets" / "seeds" / "dpo_prompts.jsonl"
 
@@ -151,10 +151,7 @@ def main() -> None:
                   f"{e['records_per_s']:.0f}/s  ({e['seconds']:.1f}s, {e['calls']} calls)", "")
     table.add_row("(c) rebuild ÷ first build, fake backend",
                   f"{e['rebuild_seconds'] / e['seconds']:.3f}  ({e['rebuild_calls']} calls)", "0 calls")
-    Console().print(table)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
+    report(table, results)
 
 
 if __name__ == "__main__":

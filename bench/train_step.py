@@ -25,9 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+
+from report import report  # noqa: E402
 
 TOPICS = ["the sea", "prime numbers", "autumn", "coffee", "the moon", "bread", "trains", "chess"]
 
@@ -198,10 +200,7 @@ def main() -> None:
         rounds = ", ".join(f"{x['s_per_step']:.3f}" for x in runs[side])
         table.add_row(side, rounds, f"{best[side]['s_per_step']:.3f}", f"{best[side]['tokens_per_s']:.0f}")
     table.add_row("ratio ours ÷ raw", "", f"{ratio:.3f}", "target <= 1.05")
-    Console().print(table)
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"train_step-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(results, indent=2))
+    report(table, results, "train_step-")
 
 
 if __name__ == "__main__":
