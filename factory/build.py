@@ -14,7 +14,7 @@ from factory.cache import RequestCache, default_cache_path
 from factory.card import render_card
 from factory.dispatch import Dispatcher
 from factory.errors import FactoryError
-from factory.executor import BoundStep, Engine, ProgressHook, Reject, summarize
+from factory.executor import BoundStep, Engine, ProgressHook, Reject
 from factory.graph import Graph, build_graph
 from factory.recipe import BackendBlock, Recipe
 from factory.recipe_loader import LoadedRecipe, load_recipe
@@ -72,7 +72,7 @@ def plan_build(recipe_path: str | Path, options: BuildOptions) -> Plan:
 def open_backends(plan: Plan, stack: AsyncExitStack) -> dict[str, Backend]:
     """One backend instance per backend block the steps use; closed when the stack unwinds."""
     out: dict[str, Backend] = {}
-    for key in sorted({s.backend for s in plan.recipe.steps}):
+    for key in sorted({k for s in plan.recipe.steps for k in s.backends_used()}):
         block: BackendBlock = plan.recipe.backend_block(key)
         settings = BackendSettings(block.model, block.concurrency, dict(block.options))
         try:
@@ -91,7 +91,11 @@ def bind_steps(plan: Plan, backends: dict[str, Backend], cache: RequestCache | N
     bound = {}
     for step in plan.recipe.steps:
         params = step.params.over(plan.recipe.backend_block(step.backend).sampling(plan.seed))
-        bound[step.name] = BoundStep(STEP_KINDS[step.kind](step, params), dispatchers[step.backend])
+        others = {key: dispatchers[key] for key in step.backends_used() if key != step.backend}
+        runner = STEP_KINDS[step.kind](step, params)
+        # A step's other backends (a separate judge or scorer) sample with their own block's params.
+        runner.backend_params = {key: plan.recipe.backend_block(key).sampling(plan.seed) for key in others}
+        bound[step.name] = BoundStep(runner, dispatchers[step.backend], others)
     return bound
 
 
@@ -112,10 +116,11 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
             bound = bind_steps(plan, backends, cache)
             concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
             engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
-                            on_step_done=on_step_done)
+                            on_step_done=on_step_done, seed=plan.seed)
             outcomes = await engine.run(plan.records)
         calls = _calls(plan, bound)
-        stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": summarize(outcomes),
+        totals = engine.totals(outcomes, len(plan.records))
+        stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": totals,
                  "steps": {name: s.as_dict() for name, s in engine.stats.items()},
                  "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
         kept = [o for o in outcomes if isinstance(o, Record)]
@@ -138,5 +143,7 @@ def _calls(plan: Plan, bound: dict[str, BoundStep]) -> dict[str, dict[str, int]]
     """Call counts per backend block (steps sharing a backend share a dispatcher)."""
     seen: dict[str, dict[str, int]] = {}
     for step in plan.recipe.steps:
-        seen.setdefault(step.backend, bound[step.name].dispatcher.stats.as_dict())
+        for key in step.backends_used():
+            seen.setdefault(key, bound[step.name].dispatcher_for(
+                None if key == step.backend else key).stats.as_dict())
     return seen

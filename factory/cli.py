@@ -106,6 +106,9 @@ def _print_estimate(plan: Plan, options: BuildOptions) -> None:
     for col in ("step", "LLM calls", "cached", "to make", "prompt tokens"):
         table.add_column(col, justify="left" if col == "step" else "right")
     for name, e in per_step.items():
+        if e["not_estimated"]:  # multi-turn / fan-out / set step: calls depend on earlier answers
+            table.add_row(name, "?", "?", "?", "?")
+            continue
         tokens = f"≥{e['prompt_tokens']}" if e["tokens_are_lower_bound"] else str(e["prompt_tokens"])
         table.add_row(name, str(e["calls"]), str(e["cached"]), str(e["calls"] - e["cached"]), tokens)
     total = sum(e["calls"] for e in per_step.values())
@@ -113,6 +116,9 @@ def _print_estimate(plan: Plan, options: BuildOptions) -> None:
     table.add_row("total", str(total), str(cached), str(total - cached),
                   str(sum(e["prompt_tokens"] for e in per_step.values())), style="bold")
     out.print(table)
+    if any(e["not_estimated"] for e in per_step.values()):
+        out.print("?: a multi-turn, fan-out or set step decides its calls from earlier answers; it and "
+                  "the steps after it are counted only when the build runs.", markup=False, highlight=False)
     if any(e["tokens_are_lower_bound"] for e in per_step.values()):
         out.print("≥: prompt includes text generated upstream; counted without it.", markup=False,
                   highlight=False)
@@ -128,8 +134,14 @@ def _print_summary(result: BuildResult) -> None:
                       _reasons(s["failed"]), str(s["skipped"]))
     out.print(table)
     t = stats["totals"]
-    out.print(f"records: {t['input']} in = {t['kept']} kept + {t['rejected']} rejected + "
-              f"{t['failed']} failed", markup=False, highlight=False)
+    made = f" + {t['created']} created" if "created" in t else ""
+    used = f" + {t['consumed']} consumed" if "consumed" in t else ""
+    out.print(f"records: {t['input']} in{made} = {t['kept']} kept + {t['rejected']} rejected + "
+              f"{t['failed']} failed{used}", markup=False, highlight=False)
+    for name, s in stats["steps"].items():
+        if s.get("figures"):
+            out.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s["figures"].items()),
+                      markup=False, highlight=False)
     out.print("splits: " + ", ".join(f"{n} {c['rows']} rows" for n, c in stats["splits"].items()),
               markup=False, highlight=False)
     for key, c in result.calls.items():

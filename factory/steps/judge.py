@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
 
 from factory.backends.base import Completion, Request
 from factory.record import Rejected
+from factory.schema import StepBase
 from factory.steps.base import StepRunner
 
 SYSTEM = "You are a careful, impartial judge of answers to user requests."
@@ -42,6 +45,27 @@ def judge_schema(criteria: list[str]) -> dict[str, Any]:
             "properties": {"reasoning": {"type": "string", "maxLength": 400}, "A": scores,
                            "B": scores, "verdict": {"enum": ["A", "B", "TIE"]}},
             "required": ["reasoning", "A", "B", "verdict"], "additionalProperties": False}
+
+
+class JudgePairwiseStep(StepBase):
+    """LLM-as-judge on two answers, asked in both orders; disagreement is a tie, not a pair.
+
+    ``reads: [question, answer_1, answer_2]``; ``writes: [chosen, rejected, judgement]``.
+    """
+
+    kind: Literal["judge_pairwise"]
+    criteria: list[str] = Field(default_factory=lambda: ["correctness", "helpfulness", "clarity"],
+                                min_length=1)
+    system: str | None = Field(None, description="judge system message")
+    min_margin: float = Field(0.0, ge=0, description="minimum rubric-score margin for a pair")
+
+    @model_validator(mode="after")
+    def positional_columns(self) -> "JudgePairwiseStep":
+        if len(self.reads) != 3:
+            raise ValueError("judge_pairwise reads exactly [question, answer_1, answer_2]")
+        if len(self.writes) != 3:
+            raise ValueError("judge_pairwise writes exactly [chosen, rejected, judgement]")
+        return self
 
 
 class PairwiseJudge(StepRunner):
