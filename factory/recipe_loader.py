@@ -53,7 +53,8 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
     if not isinstance(doc, dict):
         raise RecipeError(str(path), 1, "", "a recipe is a YAML mapping (name:, seeds:, steps:, ...)")
     try:
-        recipe = Recipe.model_validate(_plain(doc))
+        # The context lets a step resolve a file it names (e.g. a principles file) next to the recipe.
+        recipe = Recipe.model_validate(_plain(doc), context={"recipe_dir": str(path.parent.resolve())})
     except ValidationError as exc:
         raise _first_error(path, doc, exc) from None
     return LoadedRecipe(recipe, path, doc)

@@ -6,12 +6,18 @@ Adding a kind = one module + one line here; the recipe's ``kind`` field picks th
 from __future__ import annotations
 
 from factory.steps.base import SetRunner, StepContext, StepRunner
+from factory.steps.constitutional import Constitutional, ConstitutionalStep
+from factory.steps.constitutional_preference import ConstitutionalPreference, ConstitutionalPreferenceStep
+from factory.steps.evol_instruct import EvolInstruct, EvolInstructStep
 from factory.steps.generate import Generate, GenerateStep
 from factory.steps.judge import JudgePairwiseStep, PairwiseJudge
 
 KINDS: list[tuple[type, type[StepRunner]]] = [
     (GenerateStep, Generate),
     (JudgePairwiseStep, PairwiseJudge),
+    (EvolInstructStep, EvolInstruct),
+    (ConstitutionalStep, Constitutional),
+    (ConstitutionalPreferenceStep, ConstitutionalPreference),
 ]
 
 STEP_SPECS = tuple(spec for spec, _ in KINDS)
