@@ -27,7 +27,7 @@ from factory.template_overrides import check_overrides, merged
 TEMPLATES = {"critique_turn": "Critique Request: {request}",
              "revision_turn": "Revision Request: {request}"}
 PLACEHOLDERS = {"critique_turn": ("request",), "revision_turn": ("request",)}
-LABEL = re.compile(r"^\s*\**\s*(critique|revision)\s*\**\s*:\s*", re.I)
+LABEL = re.compile(r"^\s*\**\s*(critique|revision)\s*\**\s*:\s*\**\s*", re.I)
 
 
 class ConstitutionalStep(StepBase):

@@ -37,7 +37,8 @@ TEMPLATES = {"choice": CHOICE}
 PLACEHOLDERS = {"choice": ("prompt", "question", "a", "b")}
 ANSWER_SCHEMA = {"type": "object", "properties": {"answer": {"enum": ["A", "B"]}},
                  "required": ["answer"], "additionalProperties": False}
-OPTION = re.compile(r"\(\s*([AB])\s*\)|^\s*([AB])\b", re.M)
+# "(A)", a line starting with "B", or "answer is A"; capital letters only, so an article "a" is no vote.
+OPTION = re.compile(r"\(\s*([AB])\s*\)|^\s*([AB])\b|(?i:answer)(?:\s+is)?\s*[:\-]?\s*([AB])\b", re.M)
 
 
 class ConstitutionalPreferenceStep(StepBase):
@@ -134,4 +135,4 @@ def read_option(completion: Completion) -> str | None:
     except json.JSONDecodeError:
         pass
     match = OPTION.search(text)
-    return (match.group(1) or match.group(2)) if match else None
+    return next(g for g in match.groups() if g) if match else None
