@@ -258,3 +258,31 @@ def test_preference_principles_from_file(tmp_path: Path):
         {"name": "l", "kind": "constitutional_preference", "reads": ["p", "a", "b"],
          "writes": ["c", "r", "i"], "principles": "c.yaml"}, context={"recipe_dir": str(tmp_path)})
     assert len(spec.principles) == 3
+
+
+def test_shipped_recipe_builds_on_the_fake_backend(tmp_path, cache_env):
+    """recipes/constitutional.yaml end to end with scripted replies: sft and dpo splits, accounting."""
+    import yaml
+
+    from conftest import read_jsonl, run_cli
+
+    source = ROOT / "recipes" / "constitutional.yaml"
+    recipe = yaml.safe_load(source.read_text())
+    recipe["seeds"]["path"] = str((source.parent / recipe["seeds"]["path"]).resolve())
+    recipe["steps"][1]["principles"] = str(source.parent / recipe["steps"][1]["principles"])
+    recipe["backend"] = {"name": "fake", "options": {"rules": [
+        {"match": r"Critique Request: [^\n]*$", "reply": "Critique: this helps with harm {hash}."},
+        {"match": r"Revision Request: [^\n]*$", "reply": "Revision: I won't help with that {hash}."}],
+        "default": "Sure, here is how {hash}."}}
+    path = tmp_path / "cai.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    result = run_cli("build", str(path), "--output", str(tmp_path / "out"), env=cache_env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["totals"]["input"] == stats["totals"]["kept"] == 26
+    dpo = read_jsonl(tmp_path / "out" / "dpo.jsonl")
+    sft = read_jsonl(tmp_path / "out" / "sft.jsonl")
+    assert len(dpo) == len(sft) == 26
+    assert dpo[0]["chosen"][0]["content"].startswith("I won't help")
+    assert dpo[0]["rejected"][0]["content"].startswith("Sure, here is how")
+    assert [c["round"] for c in sft[0]["critiques"]] == [1, 2]

@@ -207,3 +207,32 @@ def test_template_override_is_used():
 def test_bad_spec_is_a_one_line_error(kw, message):
     with pytest.raises(ValidationError, match=message.replace("{", r"\{").replace("}", r"\}")):
         step(**kw)
+
+
+def test_shipped_recipe_builds_on_the_fake_backend(tmp_path, cache_env):
+    """recipes/evol_instruct.yaml end to end with scripted replies: fan-out rows, chains, accounting."""
+    import yaml
+
+    from conftest import ROOT, read_jsonl, run_cli
+
+    source = ROOT / "recipes" / "evol_instruct.yaml"
+    recipe = yaml.safe_load(source.read_text())
+    recipe["seeds"]["path"] = str((source.parent / recipe["seeds"]["path"]).resolve())
+    recipe["backend"] = {"name": "fake", "options": {"rules": [
+        {"match": "Your judgement", "replies": [NOT_EQUAL, NOT_EQUAL, '{{"judgement": "Equal"}}']},
+        {"match": r"(Rewritten|Created) Prompt#:\s*$", "replies": [
+            "#Rewritten Prompt#: A harder task {hash} with one more rule.", "Rewrite the given prompt."]}],
+        "default": "A full answer {hash} with enough substance words."}}
+    path = tmp_path / "evol.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    result = run_cli("build", str(path), "--output", str(tmp_path / "out"), env=cache_env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    t = stats["totals"]
+    assert t["input"] == 22 and t["input"] + t["created"] == t["kept"] + t["rejected"] + t["consumed"]
+    rows = read_jsonl(tmp_path / "out" / "sft.jsonl")
+    assert len(rows) == t["kept"] > 0 and t["consumed"] == 22 - t["rejected"]
+    assert {r["messages"][0]["content"] for r in rows} == {r["evolution"][-1]["instruction"] for r in rows}
+    figures = stats["steps"]["evolve"]["figures"]
+    assert figures["evolved"] == t["kept"] and figures["eliminated.template_leak"] > 0
+    assert figures["eliminated.no_information_gain"] > 0
