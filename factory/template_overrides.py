@@ -25,9 +25,10 @@ def check_overrides(overrides: Mapping[str, str], defaults: Mapping[str, str],
             raise ValueError(f"unknown template {name!r}{did_you_mean(name, defaults)}; "
                              f"known: {', '.join(defaults)}")
         allowed = placeholders.get(name, ())
+        names = ", ".join("{" + a + "}" for a in allowed)
         try:
-            check_template(text, allowed, what=f"template {name!r} (it may use only "
-                                               f"{', '.join('{' + a + '}' for a in allowed) or 'none'})")
+            check_template(text, allowed, what=f"template {name!r} ("
+                           + (f"it may use only {names})" if allowed else "it takes no placeholders)"))
         except ValueError as exc:
             raise ValueError(f"templates.{name}: {exc}") from None
         missing = [p for p in allowed if p not in template_fields(text)]

@@ -12,6 +12,7 @@ from factory.record import Rejected
 from factory.steps.evol_instruct import (
     EQUALITY_SCHEMA,
     METHODS,
+    OPERATIONS,
     EvolInstruct,
     EvolInstructStep,
     read_equality,
@@ -236,3 +237,27 @@ def test_shipped_recipe_builds_on_the_fake_backend(tmp_path, cache_env):
     figures = stats["steps"]["evolve"]["figures"]
     assert figures["evolved"] == t["kept"] and figures["eliminated.template_leak"] > 0
     assert figures["eliminated.no_information_gain"] > 0
+
+
+def test_recipe_error_points_at_the_line(write_recipe):
+    from factory.errors import RecipeError
+    from factory.recipe_loader import load_recipe
+
+    path = write_recipe("""name: t
+seeds: {rows: [{instruction: hi}]}
+backend: {name: fake}
+steps:
+  - name: evolve
+    kind: evol_instruct
+    reads: [instruction]
+    writes: [evolved, response, evolution]
+    operations:
+      deepn: 1
+outputs:
+  splits:
+    sft: {format: sft, prompt: evolved}
+""")
+    with pytest.raises(RecipeError) as err:
+        load_recipe(path)
+    assert str(err.value) == (f"{path}:9: steps[0].operations: unknown operation 'deepn' (did you mean "
+                              f"'deepen'?); known: {', '.join(OPERATIONS)}")
