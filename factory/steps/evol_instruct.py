@@ -230,7 +230,7 @@ class EvolInstruct(StepRunner):
         entry["instruction"] = rewrite
         failure = self.check_rewrite(parent, rewrite, operation, reply)
         if failure is not None:
-            return self.eliminate(entry, failure)
+            return self.outcome(entry, failure)
         judge_request = Request.chat([{"role": "user", "content": render(
             self.templates["equality"], {"first": parent, "second": rewrite})}],
             self.judge_sampling(), json_schema=EQUALITY_SCHEMA)
@@ -243,14 +243,14 @@ class EvolInstruct(StepRunner):
         entry["response"] = response
         equal = read_equality(verdict.text)
         if equal is None:
-            return self.eliminate(entry, Rejected("judge_unparseable", "the equality check said "
+            return self.outcome(entry, Rejected("judge_unparseable", "the equality check said "
                                                   "neither Equal nor Not Equal", verdict.text))
         if equal:
-            return self.eliminate(entry, Rejected("no_information_gain",
+            return self.outcome(entry, Rejected("no_information_gain",
                                                   "judged Equal to its parent", verdict.text))
-        return self.eliminate(entry, self.check_response(response, answer))
+        return self.outcome(entry, self.check_response(response, answer))
 
-    def eliminate(self, entry: dict[str, Any], failure: Rejected | None) -> Outcome:
+    def outcome(self, entry: dict[str, Any], failure: Rejected | None) -> Outcome:
         if failure is not None:
             entry["eliminated"] = failure.reason
             entry["detail"] = failure.detail
