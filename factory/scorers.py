@@ -10,7 +10,7 @@ import asyncio
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator
 
@@ -18,8 +18,10 @@ from factory.backends.base import Request, SamplingParams
 from factory.errors import FactoryError, did_you_mean
 from factory.rubric import DEFAULT_CRITERIA, SYSTEM, TEMPLATE, parse_rubric, rubric_request
 from factory.schema import Params, Strict, check_template
-from factory.steps.base import StepContext
 from factory.verifiers import VERIFIERS, answer_text, get_verifier, is_user_verifier, readable
+
+if TYPE_CHECKING:  # factory.steps imports the step kinds, which import this module
+    from factory.steps.base import StepContext
 
 JUDGE_TEMPLATES = {"system": SYSTEM, "prompt": TEMPLATE}
 JUDGE_TEMPLATE_FIELDS = {"system": [], "prompt": ["question", "answer", "criteria_list", "score_shape"]}

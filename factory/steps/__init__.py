@@ -8,11 +8,13 @@ from __future__ import annotations
 from factory.steps.base import SetRunner, StepContext, StepRunner
 from factory.steps.generate import Generate, GenerateStep
 from factory.steps.judge import JudgePairwiseStep, PairwiseJudge
+from factory.steps.judge_score import JudgeScore, JudgeScoreStep
 from factory.steps.rejection_sampling import RejectionSampling, RejectionSamplingStep
 
 KINDS: list[tuple[type, type[StepRunner]]] = [
     (GenerateStep, Generate),
     (JudgePairwiseStep, PairwiseJudge),
+    (JudgeScoreStep, JudgeScore),
     (RejectionSamplingStep, RejectionSampling),
 ]
 
