@@ -6,6 +6,7 @@ Adding a kind = one module + one line here; the recipe's ``kind`` field picks th
 from __future__ import annotations
 
 from factory.steps.base import SetRunner, StepContext, StepRunner
+from factory.steps.distilabel_task import DistilabelTask, DistilabelTaskStep
 from factory.steps.generate import Generate, GenerateStep
 from factory.steps.judge import JudgePairwiseStep, PairwiseJudge
 from factory.steps.judge_score import JudgeScore, JudgeScoreStep
@@ -16,6 +17,7 @@ KINDS: list[tuple[type, type[StepRunner]]] = [
     (JudgePairwiseStep, PairwiseJudge),
     (JudgeScoreStep, JudgeScore),
     (RejectionSamplingStep, RejectionSampling),
+    (DistilabelTaskStep, DistilabelTask),
 ]
 
 STEP_SPECS = tuple(spec for spec, _ in KINDS)
