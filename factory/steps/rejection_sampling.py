@@ -102,13 +102,14 @@ class RejectionSampling(StepRunner):
         chat.append({"role": "user", "content": render(self.spec.prompt, fields)})
         return chat
 
-    def requests(self, fields: dict[str, Any]) -> list[Request]:
+    def sample_requests(self, fields: dict[str, Any]) -> list[Request]:
+        # Not ``requests``: the scorer's calls (a judge) come after, so a dry run cannot count them.
         chat = self.messages(fields)
         return [Request.chat(chat, self.params, sample_index=i) for i in range(self.spec.n)]
 
     async def run(self, fields: dict[str, Any], ctx: StepContext) -> dict[str, Any] | Rejected:
         n = self.spec.n
-        completions = await ctx.ask(self.requests(fields))
+        completions = await ctx.ask(self.sample_requests(fields))
         texts = [c.text.strip() for c in completions]
         truncated = [c.finish_reason == "length" for c in completions]
         ctx.count("samples", n)
