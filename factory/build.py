@@ -30,6 +30,7 @@ class BuildOptions:
     seed: int | None = None
     cache_path: Path | None = None  # None: $FACTORY_CACHE_DIR or ~/.cache/factory
     use_cache: bool = True
+    trust_code: bool = False  # --trust-code: allow recipe steps that import user code (module:function)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class BuildResult:
 
 def plan_build(recipe_path: str | Path, options: BuildOptions) -> Plan:
     loaded = load_recipe(recipe_path)
+    check_code_refs(loaded, options.trust_code)
     rows = load_seeds(loaded, options.limit)
     columns = {c for row in rows for c in row}
     graph = build_graph(loaded, columns)
@@ -67,6 +69,16 @@ def plan_build(recipe_path: str | Path, options: BuildOptions) -> Plan:
     seed = recipe.seed if options.seed is None else options.seed
     output = options.output or Path(recipe.outputs.dir or f"datasets/{recipe.name}")
     return Plan(loaded, graph, records, seed, output)
+
+
+def check_code_refs(loaded: LoadedRecipe, trust_code: bool) -> None:
+    """A recipe that names user code fails before any call unless the build trusts it."""
+    for i, step in enumerate(loaded.recipe.steps):
+        step._recipe_dir = loaded.path.parent.resolve()
+        for where, ref in step.code_refs().items():
+            if not trust_code:
+                raise loaded.error(("steps", i, *where.split(".")), f"{ref!r} runs code named in the "
+                                   "recipe; pass --trust-code to allow it")
 
 
 def open_backends(plan: Plan, stack: AsyncExitStack) -> dict[str, Backend]:

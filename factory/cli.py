@@ -47,11 +47,13 @@ def _guard(fn: Callable[[], None]) -> None:
 
 
 @app.command()
-def validate(recipe: Path = typer.Argument(..., help="recipe YAML file")) -> None:
+def validate(recipe: Path = typer.Argument(..., help="recipe YAML file"),
+             trust_code: bool = typer.Option(False, "--trust-code", help="allow steps that import "
+                                             "code the recipe names")) -> None:
     """Check a recipe (schema, files, column wiring, cycles) without calling any model."""
 
     def body() -> None:
-        plan = plan_build(recipe, BuildOptions())
+        plan = plan_build(recipe, BuildOptions(trust_code=trust_code))
         out.print(f"{recipe}: ok — {len(plan.records)} seed records, {len(plan.graph.order)} steps")
         for line in plan.graph.describe():
             out.print(f"  {line}", markup=False, highlight=False)
@@ -71,9 +73,11 @@ def build(
     cache: Optional[Path] = typer.Option(None, "--cache", help="request cache file (default: "
                                          "$FACTORY_CACHE_DIR or ~/.cache/factory)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="neither read nor write the cache"),
+    trust_code: bool = typer.Option(False, "--trust-code", help="allow steps that import code the "
+                                    "recipe names (a module:function verifier)"),
 ) -> None:
     """Run a recipe and write its dataset."""
-    options = BuildOptions(limit, output, seed, cache, not no_cache)
+    options = BuildOptions(limit, output, seed, cache, not no_cache, trust_code)
 
     def body() -> None:
         plan = plan_build(recipe, options)
@@ -141,6 +145,9 @@ def _print_summary(result: BuildResult) -> None:
     for name, s in stats["steps"].items():
         if s.get("figures"):
             out.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s["figures"].items()),
+                      markup=False, highlight=False)
+        if s.get("rates"):
+            out.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s["rates"].items()),
                       markup=False, highlight=False)
     out.print("splits: " + ", ".join(f"{n} {c['rows']} rows" for n, c in stats["splits"].items()),
               markup=False, highlight=False)

@@ -49,6 +49,8 @@ class StepStats:
     created: int = 0  # records this step made (fan-out children, set-step outputs)
     consumed: int = 0  # input records a set step used up
     figures: Counter = field(default_factory=Counter)  # step-specific counts (ctx.count)
+    # Derived from the summed figures at the end (integers in, so the rates never depend on order).
+    rates: Callable[[Counter], dict[str, float]] = lambda figures: {}
 
     def as_dict(self) -> dict[str, Any]:
         out = {"in": self.entered, "ok": self.ok, "rejected": dict(sorted(self.rejected.items())),
@@ -57,6 +59,9 @@ class StepStats:
             out.update(created=self.created, consumed=self.consumed)
         if self.figures:
             out["figures"] = dict(sorted(self.figures.items()))
+            rates = self.rates(self.figures)
+            if rates:
+                out["rates"] = {k: round(v, 4) for k, v in sorted(rates.items())}
         return out
 
 
@@ -110,7 +115,8 @@ class Engine:
         self.window = window
         self.seed = seed
         self.on_step_done = on_step_done or (lambda name: None)
-        self.stats = {s.name: StepStats() for s in graph.order}
+        self.stats = {s.name: StepStats(rates=getattr(steps[s.name].runner, "rates", StepStats.rates))
+                      for s in graph.order}
         self.stages = stages_of(graph, steps)
 
     async def run(self, records: list[Record]) -> list[Record | Reject]:

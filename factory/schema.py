@@ -6,9 +6,10 @@ Pydantic with ``extra="forbid"``: a typo is an error with a line number, never a
 from __future__ import annotations
 
 import string
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from factory.backends.base import SamplingParams
 from factory.errors import did_you_mean
@@ -42,6 +43,8 @@ class StepBase(Strict):
     writes: list[str] = Field(description="columns this step writes")
     backend: str = Field("default", description="'default' or a key of the recipe's 'backends'")
     params: Params = Params()
+    # The recipe's folder (set when the recipe is planned): files a step names are relative to it.
+    _recipe_dir: Path | None = PrivateAttr(None)
 
     @field_validator("writes", mode="before")
     @classmethod
@@ -51,6 +54,10 @@ class StepBase(Strict):
     def backend_refs(self) -> dict[str, str]:
         """Backend keys this step calls, by field path (a step with a separate judge adds its own)."""
         return {"backend": self.backend}
+
+    def code_refs(self) -> dict[str, str]:
+        """User code (``module:function``) this step imports, by field path: needs --trust-code."""
+        return {}
 
     def backends_used(self) -> list[str]:
         return list(dict.fromkeys(self.backend_refs().values()))

@@ -8,13 +8,19 @@ from __future__ import annotations
 from factory.steps.base import SetRunner, StepContext, StepRunner
 from factory.steps.constitutional import Constitutional, ConstitutionalStep
 from factory.steps.constitutional_preference import ConstitutionalPreference, ConstitutionalPreferenceStep
+from factory.steps.distilabel_task import DistilabelTask, DistilabelTaskStep
 from factory.steps.evol_instruct import EvolInstruct, EvolInstructStep
 from factory.steps.generate import Generate, GenerateStep
 from factory.steps.judge import JudgePairwiseStep, PairwiseJudge
+from factory.steps.judge_score import JudgeScore, JudgeScoreStep
+from factory.steps.rejection_sampling import RejectionSampling, RejectionSamplingStep
 
 KINDS: list[tuple[type, type[StepRunner]]] = [
     (GenerateStep, Generate),
     (JudgePairwiseStep, PairwiseJudge),
+    (JudgeScoreStep, JudgeScore),
+    (RejectionSamplingStep, RejectionSampling),
+    (DistilabelTaskStep, DistilabelTask),
     (EvolInstructStep, EvolInstruct),
     (ConstitutionalStep, Constitutional),
     (ConstitutionalPreferenceStep, ConstitutionalPreference),

@@ -79,6 +79,10 @@ class StepRunner:
 
     fans_out: bool = False  # True when ``run`` may return a list of child field dicts
 
+    def rates(self, figures: Counter) -> dict[str, float]:
+        """Rates derived from the step's summed figures once the build is done (e.g. pass@k)."""
+        return {}
+
     def requests(self, fields: dict[str, Any]) -> list[Request] | Rejected:
         """The LLM calls this record needs (or a rejection that needs no call)."""
         raise NotImplementedError
