@@ -8,10 +8,12 @@ from __future__ import annotations
 from factory.steps.base import SetRunner, StepContext, StepRunner
 from factory.steps.generate import Generate, GenerateStep
 from factory.steps.judge import JudgePairwiseStep, PairwiseJudge
+from factory.steps.self_instruct import SelfInstruct, SelfInstructStep
 
 KINDS: list[tuple[type, type[StepRunner]]] = [
     (GenerateStep, Generate),
     (JudgePairwiseStep, PairwiseJudge),
+    (SelfInstructStep, SelfInstruct),
 ]
 
 STEP_SPECS = tuple(spec for spec, _ in KINDS)
