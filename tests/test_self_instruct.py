@@ -159,6 +159,20 @@ def test_template_override_is_used_and_unknown_names_are_errors():
                               "instances_output_first"}
 
 
+def test_recipe_errors_are_one_line_with_the_line_number(tmp_path):
+    text = (ROOT / "recipes" / "self_instruct.yaml").read_text().replace(
+        "../datasets", str(ROOT / "datasets")).replace(
+        '    # templates: {instructions: "...{tasks}...Task {next}:"}   # override any prompt by name',
+        '    templates: {instruction: "x"}')
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = run_cli("validate", str(path))
+    line = text.splitlines().index('    templates: {instruction: "x"}') + 1
+    assert result.returncode == 2
+    assert f"bad.yaml:{line}: steps[0].templates: unknown template 'instruction' (did you mean " \
+           "'instructions'?)" in result.stderr + result.stdout
+
+
 # ---- parsing -------------------------------------------------------------------------------------
 
 def test_parse_numbered_continuations():
