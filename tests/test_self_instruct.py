@@ -197,6 +197,10 @@ def test_parse_instances():
                                                                                              ("8", "No")]
     assert parse_output_first("Class label: Jupiter") == [("", "Jupiter")]
     assert parse_output_first("no labels here") == ["no labels here"]
+    # a chat reply that starts at the first label, and an "Output:" line the format does not have
+    assert parse_output_first("Positive\nInput: Great food.\nOutput: junk\nClass label: Negative\n"
+                              "Input: Cold soup.") == [("Great food.", "Positive"),
+                                                       ("Cold soup.", "Negative")]
 
 
 # ---- one test per reject reason ------------------------------------------------------------------
@@ -301,7 +305,7 @@ def test_empty_output():
 
 def test_instance_truncated():
     outs = instance_run("Output: Wind and sun and tides", instance_params={"max_tokens": 3})
-    assert only(outs, "truncated").record.fields["task_output"] == "Wind and" and not kept(outs)
+    assert only(outs, "instance_truncated").record.fields["task_output"] == "Wind and" and not kept(outs)
 
 
 def test_output_copies_input():
@@ -344,7 +348,8 @@ def test_stops_at_target_and_at_max_rounds():
     assert figures["rounds"] == 3 and figures["new_tasks"] == len(kept(outs)) > 5
     assert figures["candidates"] == 12  # 3 rounds x 2 prompts x 2 tasks
     assert figures["candidates"] == figures["passed_filters"] + sum(
-        n for r, n in eng.stats["si"].rejected.items() if r not in ("instance_unparseable", "empty_output"))
+        n for r, n in eng.stats["si"].rejected.items()
+        if not r.startswith("instance_") and r != "empty_output")
 
 
 def test_seeds_are_consumed_or_kept_and_accounting_holds():

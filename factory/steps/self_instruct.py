@@ -256,7 +256,8 @@ class SelfInstruct(SetRunner):
             rec = record(k, given, answer)
             if reply.finish_reason == "length" and k == len(items) - 1:
                 # A cut-off output teaches the model to stop mid-sentence.
-                why = Rejected("truncated", f"the reply hit max_tokens={reply.completion_tokens}", reply.text)
+                why = Rejected("instance_truncated", f"the reply hit max_tokens={reply.completion_tokens}",
+                               reply.text)
             elif not answer:
                 why = Rejected("empty_output", "the instance has no output", reply.text)
             elif given and given == answer:

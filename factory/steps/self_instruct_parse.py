@@ -99,12 +99,17 @@ def parse_input_first(text: str) -> list[tuple[str, str] | str]:
 def parse_output_first(text: str) -> list[tuple[str, str] | str]:
     """One item per class label: (input, label), or the raw text when there is no "Class label:"."""
     head, *labelled = _LABEL.split(_cut_next_task(text))
-    if not labelled:
+    first, _, rest = head.strip().partition("\n")
+    if first and len(first.split()) <= 8 and _INPUT.match(rest.strip()):
+        # A chat reply starts right at the first label ("Positive\nInput: ..."): the prompt's
+        # "Task: ...\n" ends where a completion model would have written "Class label:".
+        labelled = [head.strip(), *labelled]
+    elif not labelled:
         return [head.strip()] if head.strip() else []
     items: list[tuple[str, str] | str] = []
     for chunk in labelled:
         label, _, rest = chunk.lstrip(" \t").partition("\n")
-        rest = rest.strip()
+        rest = _OUTPUT.split(rest, maxsplit=1)[0].strip()  # output-first has no "Output:" field
         given = _INPUT.sub("", rest, count=1).strip() if _INPUT.match(rest) else rest
         items.append((given, label.strip()))
     return items
