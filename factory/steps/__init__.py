@@ -14,6 +14,7 @@ from factory.steps.generate import Generate, GenerateStep
 from factory.steps.judge import JudgePairwiseStep, PairwiseJudge
 from factory.steps.judge_score import JudgeScore, JudgeScoreStep
 from factory.steps.rejection_sampling import RejectionSampling, RejectionSamplingStep
+from factory.steps.self_instruct import SelfInstruct, SelfInstructStep
 
 KINDS: list[tuple[type, type[StepRunner]]] = [
     (GenerateStep, Generate),
@@ -24,6 +25,7 @@ KINDS: list[tuple[type, type[StepRunner]]] = [
     (EvolInstructStep, EvolInstruct),
     (ConstitutionalStep, Constitutional),
     (ConstitutionalPreferenceStep, ConstitutionalPreference),
+    (SelfInstructStep, SelfInstruct),
 ]
 
 STEP_SPECS = tuple(spec for spec, _ in KINDS)
