@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from factory.backends import Backend, BackendSettings, backend_class
+from factory.backends.pricing import Budget
 from factory.cache import RequestCache, default_cache_path
 from factory.card import render_card
-from factory.dispatch import Dispatcher
+from factory.dispatch import CallStats, Dispatcher
 from factory.errors import FactoryError
 from factory.executor import BoundStep, Engine, ProgressHook, Reject, summarize
 from factory.graph import Graph, build_graph
@@ -30,6 +31,7 @@ class BuildOptions:
     seed: int | None = None
     cache_path: Path | None = None  # None: $FACTORY_CACHE_DIR or ~/.cache/factory
     use_cache: bool = True
+    budget_usd: float | None = None  # stop before a call could take the build's spend past this
 
 
 @dataclass
@@ -85,14 +87,21 @@ def open_backends(plan: Plan, stack: AsyncExitStack) -> dict[str, Backend]:
     return out
 
 
-def bind_steps(plan: Plan, backends: dict[str, Backend], cache: RequestCache | None) -> dict[str, BoundStep]:
-    dispatchers = {key: Dispatcher(b, cache, plan.recipe.backend_block(key).concurrency)
+def bind_steps(plan: Plan, backends: dict[str, Backend], cache: RequestCache | None,
+               budget: Budget | None = None) -> dict[str, BoundStep]:
+    dispatchers = {key: Dispatcher(b, cache, plan.recipe.backend_block(key).concurrency, budget)
                    for key, b in backends.items()}
     bound = {}
     for step in plan.recipe.steps:
         params = step.params.over(plan.recipe.backend_block(step.backend).sampling(plan.seed))
-        bound[step.name] = BoundStep(STEP_KINDS[step.kind](step, params), dispatchers[step.backend])
+        # One view per step: steps sharing a backend share its slots but count tokens and cost apart.
+        bound[step.name] = BoundStep(STEP_KINDS[step.kind](step, params),
+                                     dispatchers[step.backend].for_step())
     return bound
+
+
+class BudgetExceeded(FactoryError):
+    exit_code = 4
 
 
 def open_cache(options: BuildOptions) -> RequestCache | None:
@@ -109,12 +118,18 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
     try:
         async with AsyncExitStack() as stack:
             backends = backends if backends is not None else open_backends(plan, stack)
-            bound = bind_steps(plan, backends, cache)
+            budget = Budget(options.budget_usd) if options.budget_usd is not None else None
+            bound = bind_steps(plan, backends, cache, budget)
             concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
             engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
                             on_step_done=on_step_done)
             outcomes = await engine.run(plan.records)
-        calls = _calls(plan, bound)
+            calls = _calls(plan, bound)
+        if budget is not None and budget.exhausted:
+            raise BudgetExceeded(
+                f"budget reached: ${budget.spent:.4f} spent of --budget-usd {budget.cap:g}; "
+                f"{budget.refused} call(s) not made. Finished calls are cached: rerun with a "
+                "higher --budget-usd to resume")
         stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": summarize(outcomes),
                  "steps": {name: s.as_dict() for name, s in engine.stats.items()},
                  "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
@@ -126,17 +141,20 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
         stats["splits"] = splits
         elapsed = time.perf_counter() - started
         # Run-specific facts stay out of stats.json so that the dataset files are reproducible.
+        step_calls = {name: b.dispatcher.stats.as_dict() for name, b in bound.items()}
         (plan.output / "run.json").write_text(json.dumps(
-            {"calls": calls, "elapsed_s": round(elapsed, 3)}, indent=2) + "\n")
+            {"calls": calls, "step_calls": step_calls, "elapsed_s": round(elapsed, 3)}, indent=2) + "\n")
         return BuildResult(plan.output, stats, calls, elapsed, outcomes)
     finally:
         if cache is not None:
             cache.close()
 
 
-def _calls(plan: Plan, bound: dict[str, BoundStep]) -> dict[str, dict[str, int]]:
-    """Call counts per backend block (steps sharing a backend share a dispatcher)."""
-    seen: dict[str, dict[str, int]] = {}
+def _calls(plan: Plan, bound: dict[str, BoundStep]) -> dict[str, dict[str, Any]]:
+    """Call counts per backend block (the sum of its steps), with the backend's own counters."""
+    totals: dict[str, CallStats] = {}
+    backends: dict[str, Backend] = {}
     for step in plan.recipe.steps:
-        seen.setdefault(step.backend, bound[step.name].dispatcher.stats.as_dict())
-    return seen
+        totals.setdefault(step.backend, CallStats()).add(bound[step.name].dispatcher.stats)
+        backends[step.backend] = bound[step.name].dispatcher.backend
+    return {k: {**backends[k].counters(), **t.as_dict()} for k, t in totals.items()}

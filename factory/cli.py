@@ -71,9 +71,12 @@ def build(
     cache: Optional[Path] = typer.Option(None, "--cache", help="request cache file (default: "
                                          "$FACTORY_CACHE_DIR or ~/.cache/factory)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="neither read nor write the cache"),
+    budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0, help="stop (exit 4) "
+                                               "before a paid call could take spend past this; "
+                                               "rerun resumes from the cache"),
 ) -> None:
     """Run a recipe and write its dataset."""
-    options = BuildOptions(limit, output, seed, cache, not no_cache)
+    options = BuildOptions(limit, output, seed, cache, not no_cache, budget_usd)
 
     def body() -> None:
         plan = plan_build(recipe, options)
@@ -134,7 +137,9 @@ def _print_summary(result: BuildResult) -> None:
               markup=False, highlight=False)
     for key, c in result.calls.items():
         out.print(f"calls [{key}]: {c['made']} made, {c['cached']} from cache, {c['failed']} failed; "
-                  f"{c['prompt_tokens']} prompt + {c['completion_tokens']} completion tokens",
+                  f"{c['prompt_tokens']} prompt + {c['completion_tokens']} completion tokens"
+                  + (f"; {c['retries']} retries ({c['throttled']} throttled)" if "retries" in c else "")
+                  + (f"; ${c['cost_usd']:.4f}" if c.get("cost_usd") else ""),
                   markup=False, highlight=False)
     out.print(f"done in {result.elapsed_s:.1f}s", markup=False, highlight=False)
 
