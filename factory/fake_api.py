@@ -273,3 +273,26 @@ class FakeServer:
                          "finish_reason": finish, "logprobs": logprobs}],
             "usage": {"prompt_tokens": _tokens(prompt), "completion_tokens": len(words),
                       "total_tokens": _tokens(prompt) + len(words)}})
+
+
+def main() -> None:
+    """``python -m factory.fake_api --latency 0.2 [--limit N] [--fault-rate R --malformed M]``:
+    serve until killed, printing the base URL (benchmarks run it apart from the client's CPU)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--limit", type=int, default=None, help="hidden concurrency limit (429 above)")
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--malformed", type=float, default=0.0)
+    parser.add_argument("--retry-after", type=float, default=0.05)
+    args = parser.parse_args()
+    faults = Faults.uniform(args.fault_rate, args.malformed, latency=args.latency,
+                            concurrency_limit=args.limit, retry_after=args.retry_after)
+    with FakeServer(faults) as server:
+        print(server.base_url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -69,7 +69,8 @@ class AdaptiveLimiter:
             cond.notify_all()
 
     def on_success(self) -> None:
-        if self.limit < self.max_limit:
+        """Call before ``release``: grow only while the limit is what holds requests back."""
+        if self.limit < self.max_limit and self.in_flight >= int(self.limit):
             self.limit = min(self.max_limit, self.limit + 1.0 / self.limit)
             self._note("up")
 
@@ -208,10 +209,11 @@ class ApiBackend(Backend):
             if failure.kind == THROTTLE:
                 self.limiter.on_throttle(started)
             raise failure from None
+        else:
+            self.limiter.on_success()
+            return result
         finally:
             await self.limiter.release()
-        self.limiter.on_success()
-        return result
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
