@@ -24,9 +24,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import report  # noqa: E402
-
 from factory.backends import BackendSettings, Request, SamplingParams, backend_class  # noqa: E402
+from report import report  # noqa: E402
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen, str]:
