@@ -85,9 +85,10 @@ def main() -> None:
         table.add_column(col, justify="right")
     table.add_row("throughput", str(args.requests), f"{args.latency}", str(args.concurrency),
                   f"{elapsed:.2f}", f"{throughput:.1f}", f"{ideal:.1f}", f"{efficiency:.3f}")
+    limited_rate, limited_ideal = args.requests / limited_elapsed, args.hidden / args.latency
     table.add_row(f"hidden limit {args.hidden}", str(args.requests), f"{args.latency}",
-                  f"start {args.start}", f"{limited_elapsed:.2f}", f"{args.requests / limited_elapsed:.1f}",
-                  f"{args.hidden / args.latency:.1f}", f"{args.requests / limited_elapsed / (args.hidden / args.latency):.3f}")
+                  f"start {args.start}", f"{limited_elapsed:.2f}", f"{limited_rate:.1f}",
+                  f"{limited_ideal:.1f}", f"{limited_rate / limited_ideal:.3f}")
     counters = backend.counters()
     path = report(table, {"throughput": {"requests": args.requests, "latency_s": args.latency,
                                          "concurrency": args.concurrency, "elapsed_s": elapsed,
