@@ -106,19 +106,25 @@ def _print_estimate(plan: Plan, options: BuildOptions) -> None:
 
     per_step = asyncio.run(estimate(plan, options))
     table = Table(title="dry run: nothing was called")
-    for col in ("step", "LLM calls", "cached", "to make", "prompt tokens"):
+    paid = any(e["usd"] for e in per_step.values())
+    for col in ("step", "LLM calls", "cached", "to make", "prompt tokens") + (("≤ USD",) if paid else ()):
         table.add_column(col, justify="left" if col == "step" else "right")
     for name, e in per_step.items():
         tokens = f"≥{e['prompt_tokens']}" if e["tokens_are_lower_bound"] else str(e["prompt_tokens"])
-        table.add_row(name, str(e["calls"]), str(e["cached"]), str(e["calls"] - e["cached"]), tokens)
+        table.add_row(name, str(e["calls"]), str(e["cached"]), str(e["calls"] - e["cached"]), tokens,
+                      *([f"{e['usd']:.4f}"] if paid else []))
     total = sum(e["calls"] for e in per_step.values())
     cached = sum(e["cached"] for e in per_step.values())
     table.add_row("total", str(total), str(cached), str(total - cached),
-                  str(sum(e["prompt_tokens"] for e in per_step.values())), style="bold")
+                  str(sum(e["prompt_tokens"] for e in per_step.values())),
+                  *([f"{sum(e['usd'] for e in per_step.values()):.4f}"] if paid else []), style="bold")
     out.print(table)
     if any(e["tokens_are_lower_bound"] for e in per_step.values()):
         out.print("≥: prompt includes text generated upstream; counted without it.", markup=False,
                   highlight=False)
+    if paid:
+        out.print("≤ USD: prompt tokens + max_tokens of output for each call to make, at the backend's "
+                  "price (the same worst case --budget-usd reserves).", markup=False, highlight=False)
 
 
 def _print_summary(result: BuildResult) -> None:

@@ -231,3 +231,15 @@ def test_adaptive_limiter_converges_below_a_hidden_limit(monkeypatch):
     late = [limit for t, limit, _ in limiter.trace[len(limiter.trace) // 2:]]
     assert late and 6 <= sum(late) / len(late) <= 16, limiter.trace[-20:]
     assert server.max_in_flight <= 12
+
+
+def test_dry_run_shows_dollars_per_step(tmp_path):
+    with FakeServer(api_key=KEY) as server:
+        path = recipe(tmp_path, server)  # claude-haiku-4-5: $1 / $5 per Mtok; max_tokens 20
+        run = run_cli("build", str(path), "--dry-run", env=env(tmp_path))
+        assert server.counts["requests"] == 0
+    assert run.returncode == 0, run.stderr
+    assert "≤ USD" in run.stdout
+    answer = next(line for line in run.stdout.splitlines() if line.startswith("│ answer"))
+    usd = float(answer.split("│")[-2])
+    assert usd >= N_SEEDS * 20 * 5 / 1e6  # at least the worst-case output of every call
