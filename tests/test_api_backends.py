@@ -167,17 +167,18 @@ def test_batches_resubmit_expired_and_resume_after_kill(tmp_path):
         proc.wait()
         with sqlite3.connect(state) as db:
             pending = db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
-        assert pending == N_SEEDS  # the first step's batch was submitted and recorded
+        assert 0 < pending <= N_SEEDS  # the first step's batch(es) were submitted and recorded
         entries_before = server.counts["batch_entries"]
 
         run = run_cli("build", str(path), "--output", str(tmp_path / "out"), env=env(tmp_path))
         assert run.returncode == 0, run.stderr
         assert len(read_jsonl(tmp_path / "out" / "sft.jsonl")) == N_SEEDS
         calls = json.loads((tmp_path / "out" / "run.json").read_text())["calls"]["default"]
-        assert calls["batch_resumed"] == N_SEEDS  # waited on the old batch, did not pay again
+        assert calls["batch_resumed"] == pending  # waited on the old batch, did not pay again
         assert calls["batch_resubmitted"] > 0  # expired/errored entries went out again
-        # Only the second step and the resubmissions were sent after the restart.
-        assert server.counts["batch_entries"] - entries_before == N_SEEDS + calls["batch_resubmitted"]
+        # Only what was not yet recorded, the second step and the resubmissions went out after it.
+        assert server.counts["batch_entries"] - entries_before == \
+            (N_SEEDS - pending) + N_SEEDS + calls["batch_resubmitted"]
         with sqlite3.connect(state) as db:
             assert db.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 0
         # Batch price is half: haiku-4-5 at $1/$5 per Mtok.

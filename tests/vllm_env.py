@@ -36,4 +36,6 @@ def run_script(folder: Path, n_prompts: int, max_tokens: int, samples: int, time
                           str(n_prompts), str(max_tokens), str(samples)], capture_output=True, text=True,
                          env=env, timeout=timeout, cwd=root)
     assert run.returncode == 0, run.stderr[-3000:]
-    return run.stdout.strip().splitlines()[-1]
+    lines = [line for line in run.stdout.splitlines() if line.startswith("FACTORY_RESULT ")]
+    assert lines, run.stdout[-3000:] + run.stderr[-3000:]
+    return lines[-1].removeprefix("FACTORY_RESULT ")

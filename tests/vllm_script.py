@@ -8,6 +8,8 @@ import json
 import sys
 import time
 
+MARK = "FACTORY_RESULT "  # vLLM logs to stdout too: the result line carries this prefix
+
 
 def main(folder: str, n_prompts: int, max_tokens: int, samples: int) -> None:
     from factory.backends import BackendSettings, Request, SamplingParams
@@ -31,7 +33,7 @@ def main(folder: str, n_prompts: int, max_tokens: int, samples: int) -> None:
 
     out, gen_s, alone = asyncio.run(run())
     score = backend.score(["The quick brown fox jumps over the lazy dog."])[0]
-    print(json.dumps({"load_s": load_s, "gen_s": gen_s, "texts": [c.text for c in out],
+    print(MARK + json.dumps({"load_s": load_s, "gen_s": gen_s, "texts": [c.text for c in out],
                       "errors": [c.error for c in out if c.error], "alone": alone.text,
                       "completion_tokens": sum(c.completion_tokens for c in out),
                       "score": score}), flush=True)
