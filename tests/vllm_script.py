@@ -11,6 +11,12 @@ import time
 MARK = "FACTORY_RESULT "  # vLLM logs to stdout too: the result line carries this prefix
 
 
+def prompts(n: int) -> list[list[dict[str, str]]]:
+    """The chats both engines get in bench/vllm_vs_llama.py."""
+    return [[{"role": "system", "content": "You are a helpful assistant."},
+             {"role": "user", "content": f"Name one use of the number {i}."}] for i in range(n)]
+
+
 def main(folder: str, n_prompts: int, max_tokens: int, samples: int) -> None:
     from factory.backends import BackendSettings, Request, SamplingParams
     from factory.backends.vllm_backend import VLLMBackend
@@ -20,9 +26,7 @@ def main(folder: str, n_prompts: int, max_tokens: int, samples: int) -> None:
     backend._load()
     load_s = time.perf_counter() - start
     params = SamplingParams(temperature=0.7, top_k=40, top_p=0.95, max_tokens=max_tokens)
-    requests = [Request.chat([{"role": "system", "content": "You are a helpful assistant."},
-                              {"role": "user", "content": f"Name one use of the number {i}."}], params, k)
-                for i in range(n_prompts) for k in range(samples)]
+    requests = [Request.chat(chat, params, k) for chat in prompts(n_prompts) for k in range(samples)]
 
     async def run():
         t = time.perf_counter()
