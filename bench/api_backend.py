@@ -39,6 +39,10 @@ async def drive(url: str, n: int, concurrency: int) -> tuple[float, object]:
         "claude-haiku-4-5", concurrency, {"base_url": url, "backoff_s": 0.05}))
     requests = [Request.chat([{"role": "user", "content": f"question {i}"}], SamplingParams(max_tokens=8))
                 for i in range(n)]
+    # Warm up: the SDK builds its pydantic types on first use (seconds), a one-off, not throughput.
+    warm = Request.chat([{"role": "user", "content": "warm"}], SamplingParams(max_tokens=1))
+    await backend.generate([warm])
+    backend.limiter.trace.clear()
     start = time.perf_counter()
     out = await backend.generate(requests)
     elapsed = time.perf_counter() - start

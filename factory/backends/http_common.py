@@ -66,7 +66,9 @@ class AdaptiveLimiter:
         cond = self._condition()
         async with cond:
             self.in_flight -= 1
-            cond.notify_all()
+            # Wake only as many waiters as there are free slots: notify_all would wake every
+            # waiter on every release (quadratic with a thousand requests queued).
+            cond.notify(max(1, int(self.limit) - self.in_flight))
 
     def on_success(self) -> None:
         """Call before ``release``: grow only while the limit is what holds requests back."""
