@@ -29,9 +29,12 @@ def vllm_python() -> Path:
     return python
 
 
-def run_script(folder: Path, n_prompts: int, max_tokens: int, samples: int, timeout: float = 900) -> str:
+def run_script(folder: Path, n_prompts: int, max_tokens: int, samples: int, timeout: float = 900,
+               threads: int | None = None) -> str:
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, **CPU_ENV, "PYTHONPATH": str(root)}
+    if threads:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = "0" if threads == 1 else f"0-{threads - 1}"
     run = subprocess.run([str(vllm_python()), str(root / "tests" / "vllm_script.py"), str(folder),
                           str(n_prompts), str(max_tokens), str(samples)], capture_output=True, text=True,
                          env=env, timeout=timeout, cwd=root)
