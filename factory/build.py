@@ -15,7 +15,7 @@ from factory.cache import RequestCache, default_cache_path
 from factory.card import render_card
 from factory.dispatch import CallStats, Dispatcher
 from factory.errors import FactoryError
-from factory.executor import BoundStep, Engine, ProgressHook, Reject, summarize
+from factory.executor import BoundStep, Engine, ProgressHook, Reject
 from factory.graph import Graph, build_graph
 from factory.recipe import BackendBlock, Recipe
 from factory.recipe_loader import LoadedRecipe, load_recipe
@@ -31,6 +31,7 @@ class BuildOptions:
     seed: int | None = None
     cache_path: Path | None = None  # None: $FACTORY_CACHE_DIR or ~/.cache/factory
     use_cache: bool = True
+    trust_code: bool = False  # --trust-code: allow recipe steps that import user code (module:function)
     budget_usd: float | None = None  # stop before a call could take the build's spend past this
 
 
@@ -60,6 +61,7 @@ class BuildResult:
 
 def plan_build(recipe_path: str | Path, options: BuildOptions) -> Plan:
     loaded = load_recipe(recipe_path)
+    check_code_refs(loaded, options.trust_code)
     rows = load_seeds(loaded, options.limit)
     columns = {c for row in rows for c in row}
     graph = build_graph(loaded, columns)
@@ -71,10 +73,20 @@ def plan_build(recipe_path: str | Path, options: BuildOptions) -> Plan:
     return Plan(loaded, graph, records, seed, output)
 
 
+def check_code_refs(loaded: LoadedRecipe, trust_code: bool) -> None:
+    """A recipe that names user code fails before any call unless the build trusts it."""
+    for i, step in enumerate(loaded.recipe.steps):
+        step._recipe_dir = loaded.path.parent.resolve()
+        for where, ref in step.code_refs().items():
+            if not trust_code:
+                raise loaded.error(("steps", i, *where.split(".")), f"{ref!r} runs code named in the "
+                                   "recipe; pass --trust-code to allow it")
+
+
 def open_backends(plan: Plan, stack: AsyncExitStack) -> dict[str, Backend]:
     """One backend instance per backend block the steps use; closed when the stack unwinds."""
     out: dict[str, Backend] = {}
-    for key in sorted({s.backend for s in plan.recipe.steps}):
+    for key in sorted({k for s in plan.recipe.steps for k in s.backends_used()}):
         block: BackendBlock = plan.recipe.backend_block(key)
         settings = BackendSettings(block.model, block.concurrency, dict(block.options))
         try:
@@ -94,9 +106,13 @@ def bind_steps(plan: Plan, backends: dict[str, Backend], cache: RequestCache | N
     bound = {}
     for step in plan.recipe.steps:
         params = step.params.over(plan.recipe.backend_block(step.backend).sampling(plan.seed))
-        # One view per step: steps sharing a backend share its slots but count tokens and cost apart.
-        bound[step.name] = BoundStep(STEP_KINDS[step.kind](step, params),
-                                     dispatchers[step.backend].for_step())
+        # One view per dispatcher and step: steps sharing a backend share its slots, cache and
+        # in-flight calls but count their own tokens and cost.
+        others = {key: dispatchers[key].for_step() for key in step.backends_used() if key != step.backend}
+        runner = STEP_KINDS[step.kind](step, params)
+        # A step's other backends (a separate judge or scorer) sample with their own block's params.
+        runner.backend_params = {key: plan.recipe.backend_block(key).sampling(plan.seed) for key in others}
+        bound[step.name] = BoundStep(runner, dispatchers[step.backend].for_step(), others)
     return bound
 
 
@@ -122,7 +138,7 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
             bound = bind_steps(plan, backends, cache, budget)
             concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
             engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
-                            on_step_done=on_step_done)
+                            on_step_done=on_step_done, seed=plan.seed)
             outcomes = await engine.run(plan.records)
             calls = _calls(plan, bound)
         if budget is not None and budget.exhausted:
@@ -130,7 +146,8 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
                 f"budget reached: ${budget.spent:.4f} spent of --budget-usd {budget.cap:g}; "
                 f"{budget.refused} call(s) not made. Finished calls are cached: rerun with a "
                 "higher --budget-usd to resume")
-        stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": summarize(outcomes),
+        totals = engine.totals(outcomes, len(plan.records))
+        stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": totals,
                  "steps": {name: s.as_dict() for name, s in engine.stats.items()},
                  "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
         kept = [o for o in outcomes if isinstance(o, Record)]
@@ -141,7 +158,7 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
         stats["splits"] = splits
         elapsed = time.perf_counter() - started
         # Run-specific facts stay out of stats.json so that the dataset files are reproducible.
-        step_calls = {name: b.dispatcher.stats.as_dict() for name, b in bound.items()}
+        step_calls = {name: _step_calls(b) for name, b in bound.items()}
         (plan.output / "run.json").write_text(json.dumps(
             {"calls": calls, "step_calls": step_calls, "elapsed_s": round(elapsed, 3)}, indent=2) + "\n")
         return BuildResult(plan.output, stats, calls, elapsed, outcomes)
@@ -155,6 +172,16 @@ def _calls(plan: Plan, bound: dict[str, BoundStep]) -> dict[str, dict[str, Any]]
     totals: dict[str, CallStats] = {}
     backends: dict[str, Backend] = {}
     for step in plan.recipe.steps:
-        totals.setdefault(step.backend, CallStats()).add(bound[step.name].dispatcher.stats)
-        backends[step.backend] = bound[step.name].dispatcher.backend
+        for key in step.backends_used():
+            dispatcher = bound[step.name].dispatcher_for(None if key == step.backend else key)
+            totals.setdefault(key, CallStats()).add(dispatcher.stats)
+            backends[key] = dispatcher.backend
     return {k: {**backends[k].counters(), **t.as_dict()} for k, t in totals.items()}
+
+
+def _step_calls(bound: BoundStep) -> dict[str, Any]:
+    """One step's calls over all the backends it uses (its own and any judge or scorer)."""
+    total = CallStats()
+    for dispatcher in [bound.dispatcher, *bound.others.values()]:
+        total.add(dispatcher.stats)
+    return total.as_dict()

@@ -47,11 +47,13 @@ def _guard(fn: Callable[[], None]) -> None:
 
 
 @app.command()
-def validate(recipe: Path = typer.Argument(..., help="recipe YAML file")) -> None:
+def validate(recipe: Path = typer.Argument(..., help="recipe YAML file"),
+             trust_code: bool = typer.Option(False, "--trust-code", help="allow steps that import "
+                                             "code the recipe names")) -> None:
     """Check a recipe (schema, files, column wiring, cycles) without calling any model."""
 
     def body() -> None:
-        plan = plan_build(recipe, BuildOptions())
+        plan = plan_build(recipe, BuildOptions(trust_code=trust_code))
         out.print(f"{recipe}: ok — {len(plan.records)} seed records, {len(plan.graph.order)} steps")
         for line in plan.graph.describe():
             out.print(f"  {line}", markup=False, highlight=False)
@@ -71,12 +73,14 @@ def build(
     cache: Optional[Path] = typer.Option(None, "--cache", help="request cache file (default: "
                                          "$FACTORY_CACHE_DIR or ~/.cache/factory)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="neither read nor write the cache"),
+    trust_code: bool = typer.Option(False, "--trust-code", help="allow steps that import code the "
+                                    "recipe names (a module:function verifier)"),
     budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0, help="stop (exit 4) "
                                                "before a paid call could take spend past this; "
                                                "rerun resumes from the cache"),
 ) -> None:
     """Run a recipe and write its dataset."""
-    options = BuildOptions(limit, output, seed, cache, not no_cache, budget_usd)
+    options = BuildOptions(limit, output, seed, cache, not no_cache, trust_code, budget_usd)
 
     def body() -> None:
         plan = plan_build(recipe, options)
@@ -110,6 +114,9 @@ def _print_estimate(plan: Plan, options: BuildOptions) -> None:
     for col in ("step", "LLM calls", "cached", "to make", "prompt tokens") + (("≤ USD",) if paid else ()):
         table.add_column(col, justify="left" if col == "step" else "right")
     for name, e in per_step.items():
+        if e["not_estimated"]:  # multi-turn / fan-out / set step: calls depend on earlier answers
+            table.add_row(name, "?", "?", "?", "?", *(["?"] if paid else []))
+            continue
         tokens = f"≥{e['prompt_tokens']}" if e["tokens_are_lower_bound"] else str(e["prompt_tokens"])
         table.add_row(name, str(e["calls"]), str(e["cached"]), str(e["calls"] - e["cached"]), tokens,
                       *([f"{e['usd']:.4f}"] if paid else []))
@@ -119,6 +126,9 @@ def _print_estimate(plan: Plan, options: BuildOptions) -> None:
                   str(sum(e["prompt_tokens"] for e in per_step.values())),
                   *([f"{sum(e['usd'] for e in per_step.values()):.4f}"] if paid else []), style="bold")
     out.print(table)
+    if any(e["not_estimated"] for e in per_step.values()):
+        out.print("?: a multi-turn, fan-out or set step decides its calls from earlier answers; it and "
+                  "the steps after it are counted only when the build runs.", markup=False, highlight=False)
     if any(e["tokens_are_lower_bound"] for e in per_step.values()):
         out.print("≥: prompt includes text generated upstream; counted without it.", markup=False,
                   highlight=False)
@@ -137,8 +147,17 @@ def _print_summary(result: BuildResult) -> None:
                       _reasons(s["failed"]), str(s["skipped"]))
     out.print(table)
     t = stats["totals"]
-    out.print(f"records: {t['input']} in = {t['kept']} kept + {t['rejected']} rejected + "
-              f"{t['failed']} failed", markup=False, highlight=False)
+    made = f" + {t['created']} created" if "created" in t else ""
+    used = f" + {t['consumed']} consumed" if "consumed" in t else ""
+    out.print(f"records: {t['input']} in{made} = {t['kept']} kept + {t['rejected']} rejected + "
+              f"{t['failed']} failed{used}", markup=False, highlight=False)
+    for name, s in stats["steps"].items():
+        if s.get("figures"):
+            out.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s["figures"].items()),
+                      markup=False, highlight=False)
+        if s.get("rates"):
+            out.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s["rates"].items()),
+                      markup=False, highlight=False)
     out.print("splits: " + ", ".join(f"{n} {c['rows']} rows" for n, c in stats["splits"].items()),
               markup=False, highlight=False)
     for key, c in result.calls.items():

@@ -14,6 +14,7 @@ from typing import Any
 
 from factory.build import BuildOptions, Plan, bind_steps, open_backends, open_cache
 from factory.record import Rejected
+from factory.steps import StepRunner
 
 
 @dataclass
@@ -23,6 +24,9 @@ class StepEstimate:
     prompt_tokens: int = 0
     tokens_are_lower_bound: bool = False
     usd: float = 0.0  # worst case for the calls to make: their prompts + max_tokens of output
+    # Multi-turn, fan-out and set steps decide their next call from the last answer: their
+    # calls are only known when they run, so the estimate stops at them.
+    not_estimated: bool = False
 
 
 async def estimate(plan: Plan, options: BuildOptions) -> dict[str, dict[str, Any]]:
@@ -40,6 +44,9 @@ async def estimate(plan: Plan, options: BuildOptions) -> dict[str, dict[str, Any
                     view = {**fields, **{c: "" for c in unknown}}
                     if any(c not in view for c in step.reads):
                         break  # the build rejects this record as missing a column
+                    if type(runner).requests is StepRunner.requests or runner.fans_out:
+                        est.not_estimated = True
+                        break
                     requests = runner.requests(view)
                     if isinstance(requests, Rejected):
                         if unknown:  # only an artefact of the placeholders: count nominally

@@ -32,9 +32,10 @@ def build_graph(loaded: LoadedRecipe, seed_columns: set[str]) -> Graph:
         if step.name in names:
             raise loaded.error(("steps", i, "name"), f"duplicate step name {step.name!r}")
         names.add(step.name)
-        if step.backend != "default" and step.backend not in recipe.backends:
-            raise loaded.error(("steps", i, "backend"), f"no backend named {step.backend!r} in "
-                               f"'backends'{did_you_mean(step.backend, recipe.backends)}")
+        for where, key in step.backend_refs().items():
+            if key != "default" and key not in recipe.backends:
+                raise loaded.error(("steps", i, *where.split(".")), f"no backend named {key!r} in "
+                                   f"'backends'{did_you_mean(key, recipe.backends)}")
         for j, col in enumerate(step.writes):
             if col in producer:
                 owner = f"step {producer[col]!r}" if producer[col] else "the seeds"

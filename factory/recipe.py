@@ -6,36 +6,17 @@ must exist) is checked in ``factory.graph`` and ``factory.recipe_loader``.
 
 from __future__ import annotations
 
-import string
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from factory.backends import BACKENDS
 from factory.backends.base import SamplingParams
 from factory.errors import did_you_mean
-
-IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Params(Strict):
-    """Sampling parameters; on a step, only the ones given override the backend's."""
-
-    temperature: float | None = Field(None, ge=0, le=2, description="0 = greedy")
-    top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0, description="0 = off")
-    max_tokens: int | None = Field(None, ge=1, le=32768)
-    stop: list[str] | None = None
-
-    def over(self, base: SamplingParams) -> SamplingParams:
-        given = {k: v for k, v in self.model_dump().items() if v is not None}
-        if "stop" in given:
-            given["stop"] = tuple(given["stop"])
-        return SamplingParams(**{**base.as_dict(), "stop": tuple(base.stop), **given})
+from factory.schema import IDENTIFIER, Params, StepBase, Strict, template_fields  # noqa: F401 (re-exported)
+from factory.steps import STEP_SPECS
+from factory.steps.generate import GenerateStep  # noqa: F401 (re-exported)
+from factory.steps.judge import JudgePairwiseStep  # noqa: F401 (re-exported)
 
 
 class BackendBlock(Strict):
@@ -73,75 +54,7 @@ class SeedsBlock(Strict):
         return self
 
 
-class StepBase(Strict):
-    name: str = Field(pattern=IDENTIFIER)
-    reads: list[str] = Field(default_factory=list, description="columns this step reads")
-    writes: list[str] = Field(description="columns this step writes")
-    backend: str = Field("default", description="'default' or a key of the recipe's 'backends'")
-    params: Params = Params()
-
-    @field_validator("writes", mode="before")
-    @classmethod
-    def one_name_is_a_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-
-def template_fields(template: str) -> list[str]:
-    """The ``{column}`` names a prompt template uses."""
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
-
-
-class GenerateStep(StepBase):
-    """Render a prompt from the record's columns and write the model's answer to one column."""
-
-    kind: Literal["generate"]
-    prompt: str = Field(description="template; {column} inserts a column the step reads")
-    system: str | None = Field(None, description="system message (template too)")
-    samples: int = Field(1, ge=1, le=256, description=">1 writes a list of samples")
-
-    @field_validator("prompt", "system")
-    @classmethod
-    def template_reads_declared(cls, value: str | None, info: ValidationInfo) -> str | None:
-        reads = info.data.get("reads", [])
-        try:
-            used = template_fields(value or "")
-        except ValueError as exc:
-            raise ValueError(f"bad template: {exc}") from None
-        for name in used:
-            if name not in reads:
-                raise ValueError(f"template uses {{{name}}} but 'reads' does not list it"
-                                 f"{did_you_mean(name, reads)}")
-        return value
-
-    @model_validator(mode="after")
-    def one_column(self) -> "GenerateStep":
-        if len(self.writes) != 1:
-            raise ValueError("a generate step writes exactly one column")
-        return self
-
-
-class JudgePairwiseStep(StepBase):
-    """LLM-as-judge on two answers, asked in both orders; disagreement is a tie, not a pair.
-
-    ``reads: [question, answer_1, answer_2]``; ``writes: [chosen, rejected, judgement]``.
-    """
-
-    kind: Literal["judge_pairwise"]
-    criteria: list[str] = Field(default_factory=lambda: ["correctness", "helpfulness", "clarity"],
-                                min_length=1)
-    system: str | None = Field(None, description="judge system message")
-    min_margin: float = Field(0.0, ge=0, description="minimum rubric-score margin for a pair")
-
-    @model_validator(mode="after")
-    def positional_columns(self) -> "JudgePairwiseStep":
-        if len(self.reads) != 3:
-            raise ValueError("judge_pairwise reads exactly [question, answer_1, answer_2]")
-        if len(self.writes) != 3:
-            raise ValueError("judge_pairwise writes exactly [chosen, rejected, judgement]")
-        return self
-
-
-Step = Annotated[Union[GenerateStep, JudgePairwiseStep], Field(discriminator="kind")]
+Step = Annotated[Union[STEP_SPECS], Field(discriminator="kind")]
 
 
 class SplitSpec(Strict):

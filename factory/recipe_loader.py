@@ -53,7 +53,8 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
     if not isinstance(doc, dict):
         raise RecipeError(str(path), 1, "", "a recipe is a YAML mapping (name:, seeds:, steps:, ...)")
     try:
-        recipe = Recipe.model_validate(_plain(doc))
+        # The context lets a step resolve a file it names (e.g. a principles file) next to the recipe.
+        recipe = Recipe.model_validate(_plain(doc), context={"recipe_dir": str(path.parent.resolve())})
     except ValidationError as exc:
         raise _first_error(path, doc, exc) from None
     return LoadedRecipe(recipe, path, doc)
@@ -98,9 +99,12 @@ def _tags(expected: str) -> list[str]:
 def _drop_union_tags(doc: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """pydantic puts the discriminator value ('generate') into the location; YAML has no such key."""
     out: list[Any] = []
-    node = doc
+    node, tagged = doc, None
     for part in loc:
-        if isinstance(node, dict) and part not in node and node.get("kind") == part:
+        # Unions are tagged by 'kind' (steps) or 'type' (e.g. a scorer); the tag comes once, first.
+        if isinstance(node, dict) and node is not tagged and (
+                (part not in node and node.get("kind") == part) or node.get("type") == part):
+            tagged = node
             continue
         out.append(part)
         node = _child(node, part)
@@ -166,7 +170,7 @@ def _unwrap(annotation: Any, node: Any) -> Any:
             annotation = typing.get_args(annotation)[0]
         elif origin in (typing.Union, types.UnionType):
             members = [a for a in typing.get_args(annotation) if a is not type(None)]
-            kind = node.get("kind") if isinstance(node, dict) else None
+            kind = (node.get("kind") or node.get("type")) if isinstance(node, dict) else None
             chosen = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)
                       and kind in _literal_kinds(m)]
             annotation = chosen[0] if chosen else members[0]
@@ -175,5 +179,5 @@ def _unwrap(annotation: Any, node: Any) -> Any:
 
 
 def _literal_kinds(model: type[BaseModel]) -> tuple[Any, ...]:
-    field = model.model_fields.get("kind")
+    field = model.model_fields.get("kind") or model.model_fields.get("type")
     return typing.get_args(field.annotation) if field else ()

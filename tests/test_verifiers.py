@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from factory.errors import FactoryError
@@ -50,3 +52,32 @@ def test_reward_fn_reads_conversational_completions_and_answer_column():
 def test_unknown_verifier_suggests():
     with pytest.raises(FactoryError, match="did you mean 'numeric'"):
         get_verifier("numerc")
+
+
+def test_json_schema_verifier_and_extraction():
+    from factory.verifiers import extract_json, json_schema_valid, readable
+
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    assert json_schema_valid('Sure: {"n": 3} done', schema) == 1.0
+    assert json_schema_valid('```json\n{"n": 3}\n```', json.dumps(schema)) == 1.0
+    assert json_schema_valid('{"n": "three"}', schema) == 0.0
+    assert json_schema_valid("no json here", schema) == 0.0
+    assert extract_json("[1, 2]") == [1, 2] and extract_json("{broken") is None
+    assert not readable("json_schema", "no json") and readable("exact", "anything")
+    assert not readable("numeric", "no digits") and readable("numeric", "it is 4")
+    with pytest.raises(FactoryError, match="not a valid schema"):
+        json_schema_valid('{"n": 1}', {"type": "no-such-type"})
+    reward = as_reward_fn(get_verifier("json_schema"))
+    assert reward(['{"n": 1}', "{}"], answer=[schema, schema]) == [1.0, 0.0]
+
+
+def test_user_verifier_only_with_trust_code(tmp_path):
+    (tmp_path / "checks_mod.py").write_text("def yes(text, answer):\n    return float('yes' in text)\n")
+    with pytest.raises(FactoryError, match="--trust-code"):
+        get_verifier("checks_mod:yes")
+    verify = get_verifier("checks_mod:yes", trust_code=True, search_dir=tmp_path)
+    assert verify("yes!", "") == 1.0 and verify("no", "") == 0.0
+    with pytest.raises(FactoryError, match="has no function"):
+        get_verifier("checks_mod:nope", trust_code=True, search_dir=tmp_path)
+    with pytest.raises(FactoryError, match="cannot import"):
+        get_verifier("no_such_module_x:f", trust_code=True, search_dir=tmp_path)

@@ -1,35 +1,128 @@
-"""The method-step contract: ``requests(fields)`` to ask, ``parse(fields, completions)`` to read.
+"""The method-step contract.
 
-A step never raises on bad model output: ``parse`` returns ``Rejected(reason)`` and the raw text
-travels with the reject. The engine owns concurrency, caching, lineage and bookkeeping.
+Simple steps implement ``requests(fields)`` to ask and ``parse(fields, completions)`` to read.
+Multi-turn steps (critique→revise, evolution chains, best-of-N with a judge) override
+``run(fields, ctx)`` and call ``ctx.ask`` as often as they need. A step may return a list of
+field dicts to fan out: each becomes a child record that walks the rest of the graph.
+Set-level steps (a task pool that grows over rounds) subclass ``SetRunner`` and see all records.
+
+A step never raises on bad model output: it returns ``Rejected(reason)`` and the raw text travels
+with the reject. The engine owns concurrency, caching, lineage and bookkeeping.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import hashlib
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from factory.backends.base import Completion, Request, SamplingParams
-from factory.record import Rejected
+from factory.record import Record, Rejected
+
+StepOutput = dict[str, Any] | list[dict[str, Any]] | Rejected
 
 
-class StepRunner(ABC):
+class BackendFailure(Exception):
+    """A call came back with an error: the record fails (retried next run), it is not rejected."""
+
+
+AskFn = Callable[[list[Request], str | None], Awaitable[list[Completion]]]
+
+
+@dataclass
+class StepContext:
+    """What a step's ``run`` may use besides the record's fields."""
+
+    record_id: str
+    step: str
+    seed: int
+    _ask: AskFn
+    prompt_hashes: list[str] = field(default_factory=list)
+    counters: Counter = field(default_factory=Counter)
+
+    async def ask(self, requests: list[Request], backend: str | None = None) -> list[Completion]:
+        """Completions in request order (cached, coalesced). Raises BackendFailure on any error.
+
+        ``backend``: a key of the recipe's backends for steps with a separate judge/scorer.
+        """
+        self.prompt_hashes.extend(r.prompt_hash() for r in requests)
+        completions = await self._ask(requests, backend)
+        errors = [c.error for c in completions if c.error is not None]
+        if errors:
+            raise BackendFailure(errors[0])
+        return completions
+
+    def rng(self, *salt: Any) -> random.Random:
+        """A private RNG for this (build seed, record, step, salt): same draws on every run."""
+        key = repr((self.seed, self.record_id, self.step, salt)).encode()
+        return random.Random(int(hashlib.sha256(key).hexdigest()[:16], 16))
+
+    def count(self, key: str, n: int = 1) -> None:
+        """A step-specific figure for stats.json (e.g. the judge's consistent orders)."""
+        self.counters[key] += n
+
+
+class StepRunner:
+    """Per-record step. Override ``requests`` + ``parse``, or ``run`` for multi-call logic."""
+
     def __init__(self, spec: Any, params: SamplingParams) -> None:
         self.spec = spec
         self.params = params  # the backend's params with the step's overrides applied
+        self.backend_params: dict[str, SamplingParams] = {}  # other backends' params, by recipe key
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    @abstractmethod
+    fans_out: bool = False  # True when ``run`` may return a list of child field dicts
+
+    def rates(self, figures: Counter) -> dict[str, float]:
+        """Rates derived from the step's summed figures once the build is done (e.g. pass@k)."""
+        return {}
+
     def requests(self, fields: dict[str, Any]) -> list[Request] | Rejected:
         """The LLM calls this record needs (or a rejection that needs no call)."""
+        raise NotImplementedError
 
-    @abstractmethod
-    def parse(self, fields: dict[str, Any], completions: list[Completion]) -> dict[str, Any] | Rejected:
+    def parse(self, fields: dict[str, Any], completions: list[Completion]) -> StepOutput:
         """New columns from the completions, one per request in order."""
+        raise NotImplementedError
+
+    async def run(self, fields: dict[str, Any], ctx: StepContext) -> StepOutput:
+        requests = self.requests(fields)
+        if isinstance(requests, Rejected):
+            return requests
+        return self.parse(fields, await ctx.ask(requests))
+
+
+@dataclass
+class SetOutcome:
+    """What a set-level step made of all its input records.
+
+    ``records``: the records that go on (new ones and/or kept inputs); ``rejects``: (record,
+    Rejected) for every candidate dropped with its reason; ``consumed``: input records that do not
+    go on because the step used them up (e.g. seed tasks that only served as examples).
+    """
+
+    records: list[Record]
+    rejects: list[tuple[Record, Rejected]] = field(default_factory=list)
+    consumed: list[Record] = field(default_factory=list)
+
+
+class SetRunner(StepRunner):
+    """A step that needs every record at once (a barrier in the graph), e.g. a growing task pool."""
+
+    async def run_set(self, records: list[Record], ctx: StepContext) -> SetOutcome:
+        raise NotImplementedError
 
 
 def render(template: str, fields: dict[str, Any]) -> str:
     return template.format_map({k: v if isinstance(v, str) else str(v) for k, v in fields.items()})
+
+
+def child_id(parent_id: str, step: str, index: int) -> str:
+    """Stable id for a record a step made from ``parent_id`` (fan-out) or from a set step."""
+    return hashlib.sha256(f"{parent_id}/{step}/{index}".encode()).hexdigest()[:16]

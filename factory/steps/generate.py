@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from factory.backends.base import Completion, Request
 from factory.record import Rejected
+from factory.schema import StepBase, check_template
 from factory.steps.base import StepRunner, render
+
+
+class GenerateStep(StepBase):
+    """Render a prompt from the record's columns and write the model's answer to one column."""
+
+    kind: Literal["generate"]
+    prompt: str = Field(description="template; {column} inserts a column the step reads")
+    system: str | None = Field(None, description="system message (template too)")
+    samples: int = Field(1, ge=1, le=256, description=">1 writes a list of samples")
+
+    @field_validator("prompt", "system")
+    @classmethod
+    def template_reads_declared(cls, value: str | None, info: ValidationInfo) -> str | None:
+        check_template(value, info.data.get("reads", []))
+        return value
+
+    @model_validator(mode="after")
+    def one_column(self) -> "GenerateStep":
+        if len(self.writes) != 1:
+            raise ValueError("a generate step writes exactly one column")
+        return self
 
 
 class Generate(StepRunner):

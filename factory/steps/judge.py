@@ -2,17 +2,23 @@
 
 Asking twice with the answers swapped cancels position bias: a judge that always says "A" agrees
 with itself in neither order, so the record becomes a tie (rejected), never a fake preference.
+Figures: ``orders_consistent`` / ``orders_inconsistent`` / ``orders_unparseable`` per judged pair;
+rate ``position_consistency`` = consistent / (consistent + inconsistent) (Zheng et al. 2023).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections import Counter
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
 
 from factory.backends.base import Completion, Request
 from factory.record import Rejected
-from factory.steps.base import StepRunner
+from factory.schema import StepBase
+from factory.steps.base import StepContext, StepRunner
 
 SYSTEM = "You are a careful, impartial judge of answers to user requests."
 
@@ -44,6 +50,27 @@ def judge_schema(criteria: list[str]) -> dict[str, Any]:
             "required": ["reasoning", "A", "B", "verdict"], "additionalProperties": False}
 
 
+class JudgePairwiseStep(StepBase):
+    """LLM-as-judge on two answers, asked in both orders; disagreement is a tie, not a pair.
+
+    ``reads: [question, answer_1, answer_2]``; ``writes: [chosen, rejected, judgement]``.
+    """
+
+    kind: Literal["judge_pairwise"]
+    criteria: list[str] = Field(default_factory=lambda: ["correctness", "helpfulness", "clarity"],
+                                min_length=1)
+    system: str | None = Field(None, description="judge system message")
+    min_margin: float = Field(0.0, ge=0, description="minimum rubric-score margin for a pair")
+
+    @model_validator(mode="after")
+    def positional_columns(self) -> "JudgePairwiseStep":
+        if len(self.reads) != 3:
+            raise ValueError("judge_pairwise reads exactly [question, answer_1, answer_2]")
+        if len(self.writes) != 3:
+            raise ValueError("judge_pairwise writes exactly [chosen, rejected, judgement]")
+        return self
+
+
 class PairwiseJudge(StepRunner):
     def prompt(self, question: str, a: str, b: str) -> list[dict[str, str]]:
         criteria = self.spec.criteria
@@ -60,6 +87,18 @@ class PairwiseJudge(StepRunner):
         schema = judge_schema(self.spec.criteria)
         return [Request.chat(self.prompt(question, first, second), self.params, json_schema=schema),
                 Request.chat(self.prompt(question, second, first), self.params, json_schema=schema)]
+
+    async def run(self, fields: dict[str, Any], ctx: StepContext) -> dict[str, Any] | Rejected:
+        requests = self.requests(fields)
+        if isinstance(requests, Rejected):
+            return requests
+        completions = await ctx.ask(requests)
+        ctx.count(f"orders_{consistency(completions, self.spec.criteria)}")
+        return self.parse(fields, completions)
+
+    def rates(self, figures: Counter) -> dict[str, float]:
+        judged = figures["orders_consistent"] + figures["orders_inconsistent"]
+        return {"position_consistency": figures["orders_consistent"] / judged} if judged else {}
 
     def parse(self, fields: dict[str, Any], completions: list[Completion]) -> dict[str, Any] | Rejected:
         raw = [c.text for c in completions]
@@ -79,6 +118,17 @@ class PairwiseJudge(StepRunner):
         chosen_col, rejected_col, judgement_col = self.spec.writes
         return {chosen_col: fields[winner], rejected_col: fields[loser],
                 judgement_col: {"winner": winner, "margin": margin, "reasoning": raw}}
+
+
+def consistency(completions: list[Completion], criteria: list[str]) -> str:
+    """'consistent' when both orders name the same answer (or both say TIE), 'inconsistent' when
+    the verdict follows the position, 'unparseable' when either order has no verdict."""
+    forward, backward = (read_verdict(c.text, criteria) for c in completions)
+    if forward is None or backward is None:
+        return "unparseable"
+    first = {"A": 1, "B": 2}.get(forward[0], 0)  # 1/2: the step's first/second answer, 0: tie
+    second = {"A": 2, "B": 1}.get(backward[0], 0)
+    return "consistent" if first == second else "inconsistent"
 
 
 def read_verdict(text: str, criteria: list[str]) -> tuple[str, dict[str, float] | None] | None:

@@ -1,0 +1,66 @@
+"""``kind: judge_score`` — single-answer LLM-as-judge on a rubric (MT-Bench style, Zheng et al. 2023).
+
+One request per record: the judge reasons first, then scores each criterion 0-5 (``factory/rubric.py``
+holds the prompt, the JSON schema and the parser). A reply that cannot be read is a reject with its
+reason, never a guessed score.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from factory.backends.base import Completion, Request
+from factory.record import Rejected
+from factory.rubric import DEFAULT_CRITERIA, parse_rubric, rubric_request
+from factory.schema import StepBase
+from factory.scorers import JUDGE_TEMPLATE_FIELDS, JUDGE_TEMPLATES, check_templates
+from factory.steps.base import StepRunner
+
+
+class JudgeScoreStep(StepBase):
+    """``reads: [question, answer]``; ``writes: [score, judgement]`` (mean 0-5; scores + reasoning)."""
+
+    kind: Literal["judge_score"]
+    criteria: list[str] = Field(default_factory=lambda: list(DEFAULT_CRITERIA), min_length=1)
+    templates: dict[str, str] = Field(default_factory=dict, description="override 'system' and/or "
+                                      "'prompt' (fields: {question} {answer} {criteria_list} {score_shape})")
+    min_score: float | None = Field(None, ge=0, le=5, description="reject answers whose mean score is "
+                                                                  "below this (low_score)")
+
+    @field_validator("templates")
+    @classmethod
+    def known_templates(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_templates(value, JUDGE_TEMPLATE_FIELDS)
+
+    @model_validator(mode="after")
+    def positional_columns(self) -> "JudgeScoreStep":
+        if len(self.reads) != 2:
+            raise ValueError("judge_score reads exactly [question, answer]")
+        if len(self.writes) != 2:
+            raise ValueError("judge_score writes exactly [score, judgement]")
+        return self
+
+
+class JudgeScore(StepRunner):
+    spec: JudgeScoreStep
+
+    def requests(self, fields: dict[str, Any]) -> list[Request] | Rejected:
+        question, answer = (str(fields[c]) for c in self.spec.reads)
+        if not answer.strip():
+            return Rejected("empty_answer", f"column {self.spec.reads[1]!r} is empty")
+        templates = {**JUDGE_TEMPLATES, **self.spec.templates}
+        return [rubric_request(question, answer, self.params, self.spec.criteria,
+                               templates["prompt"], templates["system"])]
+
+    def parse(self, fields: dict[str, Any], completions: list[Completion]) -> dict[str, Any] | Rejected:
+        parsed = parse_rubric(completions[0], self.spec.criteria)
+        if isinstance(parsed, Rejected):
+            return parsed
+        if self.spec.min_score is not None and parsed["score"] < self.spec.min_score:
+            return Rejected("low_score", f"mean score {parsed['score']} < {self.spec.min_score}",
+                            completions[0].text)
+        score_col, judgement_col = self.spec.writes
+        return {score_col: parsed["score"],
+                judgement_col: {"scores": parsed["scores"], "reasoning": parsed["reasoning"]}}
