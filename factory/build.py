@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from factory.backends import Backend, BackendSettings, backend_class
+from factory.backends.pricing import Budget
 from factory.cache import RequestCache, default_cache_path
 from factory.card import render_card
-from factory.dispatch import Dispatcher
+from factory.dispatch import CallStats, Dispatcher
 from factory.errors import FactoryError
 from factory.executor import BoundStep, Engine, ProgressHook, Reject
 from factory.graph import Graph, build_graph
@@ -31,6 +32,7 @@ class BuildOptions:
     cache_path: Path | None = None  # None: $FACTORY_CACHE_DIR or ~/.cache/factory
     use_cache: bool = True
     trust_code: bool = False  # --trust-code: allow recipe steps that import user code (module:function)
+    budget_usd: float | None = None  # stop before a call could take the build's spend past this
 
 
 @dataclass
@@ -97,18 +99,25 @@ def open_backends(plan: Plan, stack: AsyncExitStack) -> dict[str, Backend]:
     return out
 
 
-def bind_steps(plan: Plan, backends: dict[str, Backend], cache: RequestCache | None) -> dict[str, BoundStep]:
-    dispatchers = {key: Dispatcher(b, cache, plan.recipe.backend_block(key).concurrency)
+def bind_steps(plan: Plan, backends: dict[str, Backend], cache: RequestCache | None,
+               budget: Budget | None = None) -> dict[str, BoundStep]:
+    dispatchers = {key: Dispatcher(b, cache, plan.recipe.backend_block(key).concurrency, budget)
                    for key, b in backends.items()}
     bound = {}
     for step in plan.recipe.steps:
         params = step.params.over(plan.recipe.backend_block(step.backend).sampling(plan.seed))
-        others = {key: dispatchers[key] for key in step.backends_used() if key != step.backend}
+        # One view per dispatcher and step: steps sharing a backend share its slots, cache and
+        # in-flight calls but count their own tokens and cost.
+        others = {key: dispatchers[key].for_step() for key in step.backends_used() if key != step.backend}
         runner = STEP_KINDS[step.kind](step, params)
         # A step's other backends (a separate judge or scorer) sample with their own block's params.
         runner.backend_params = {key: plan.recipe.backend_block(key).sampling(plan.seed) for key in others}
-        bound[step.name] = BoundStep(runner, dispatchers[step.backend], others)
+        bound[step.name] = BoundStep(runner, dispatchers[step.backend].for_step(), others)
     return bound
+
+
+class BudgetExceeded(FactoryError):
+    exit_code = 4
 
 
 def open_cache(options: BuildOptions) -> RequestCache | None:
@@ -125,12 +134,18 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
     try:
         async with AsyncExitStack() as stack:
             backends = backends if backends is not None else open_backends(plan, stack)
-            bound = bind_steps(plan, backends, cache)
+            budget = Budget(options.budget_usd) if options.budget_usd is not None else None
+            bound = bind_steps(plan, backends, cache, budget)
             concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
             engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
                             on_step_done=on_step_done, seed=plan.seed)
             outcomes = await engine.run(plan.records)
-        calls = _calls(plan, bound)
+            calls = _calls(plan, bound)
+        if budget is not None and budget.exhausted:
+            raise BudgetExceeded(
+                f"budget reached: ${budget.spent:.4f} spent of --budget-usd {budget.cap:g}; "
+                f"{budget.refused} call(s) not made. Finished calls are cached: rerun with a "
+                "higher --budget-usd to resume")
         totals = engine.totals(outcomes, len(plan.records))
         stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": totals,
                  "steps": {name: s.as_dict() for name, s in engine.stats.items()},
@@ -143,19 +158,30 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
         stats["splits"] = splits
         elapsed = time.perf_counter() - started
         # Run-specific facts stay out of stats.json so that the dataset files are reproducible.
+        step_calls = {name: _step_calls(b) for name, b in bound.items()}
         (plan.output / "run.json").write_text(json.dumps(
-            {"calls": calls, "elapsed_s": round(elapsed, 3)}, indent=2) + "\n")
+            {"calls": calls, "step_calls": step_calls, "elapsed_s": round(elapsed, 3)}, indent=2) + "\n")
         return BuildResult(plan.output, stats, calls, elapsed, outcomes)
     finally:
         if cache is not None:
             cache.close()
 
 
-def _calls(plan: Plan, bound: dict[str, BoundStep]) -> dict[str, dict[str, int]]:
-    """Call counts per backend block (steps sharing a backend share a dispatcher)."""
-    seen: dict[str, dict[str, int]] = {}
+def _calls(plan: Plan, bound: dict[str, BoundStep]) -> dict[str, dict[str, Any]]:
+    """Call counts per backend block (the sum of its steps), with the backend's own counters."""
+    totals: dict[str, CallStats] = {}
+    backends: dict[str, Backend] = {}
     for step in plan.recipe.steps:
         for key in step.backends_used():
-            seen.setdefault(key, bound[step.name].dispatcher_for(
-                None if key == step.backend else key).stats.as_dict())
-    return seen
+            dispatcher = bound[step.name].dispatcher_for(None if key == step.backend else key)
+            totals.setdefault(key, CallStats()).add(dispatcher.stats)
+            backends[key] = dispatcher.backend
+    return {k: {**backends[k].counters(), **t.as_dict()} for k, t in totals.items()}
+
+
+def _step_calls(bound: BoundStep) -> dict[str, Any]:
+    """One step's calls over all the backends it uses (its own and any judge or scorer)."""
+    total = CallStats()
+    for dispatcher in [bound.dispatcher, *bound.others.values()]:
+        total.add(dispatcher.stats)
+    return total.as_dict()

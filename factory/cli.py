@@ -75,9 +75,12 @@ def build(
     no_cache: bool = typer.Option(False, "--no-cache", help="neither read nor write the cache"),
     trust_code: bool = typer.Option(False, "--trust-code", help="allow steps that import code the "
                                     "recipe names (a module:function verifier)"),
+    budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0, help="stop (exit 4) "
+                                               "before a paid call could take spend past this; "
+                                               "rerun resumes from the cache"),
 ) -> None:
     """Run a recipe and write its dataset."""
-    options = BuildOptions(limit, output, seed, cache, not no_cache, trust_code)
+    options = BuildOptions(limit, output, seed, cache, not no_cache, trust_code, budget_usd)
 
     def body() -> None:
         plan = plan_build(recipe, options)
@@ -107,18 +110,21 @@ def _print_estimate(plan: Plan, options: BuildOptions) -> None:
 
     per_step = asyncio.run(estimate(plan, options))
     table = Table(title="dry run: nothing was called")
-    for col in ("step", "LLM calls", "cached", "to make", "prompt tokens"):
+    paid = any(e["usd"] for e in per_step.values())
+    for col in ("step", "LLM calls", "cached", "to make", "prompt tokens") + (("≤ USD",) if paid else ()):
         table.add_column(col, justify="left" if col == "step" else "right")
     for name, e in per_step.items():
         if e["not_estimated"]:  # multi-turn / fan-out / set step: calls depend on earlier answers
-            table.add_row(name, "?", "?", "?", "?")
+            table.add_row(name, "?", "?", "?", "?", *(["?"] if paid else []))
             continue
         tokens = f"≥{e['prompt_tokens']}" if e["tokens_are_lower_bound"] else str(e["prompt_tokens"])
-        table.add_row(name, str(e["calls"]), str(e["cached"]), str(e["calls"] - e["cached"]), tokens)
+        table.add_row(name, str(e["calls"]), str(e["cached"]), str(e["calls"] - e["cached"]), tokens,
+                      *([f"{e['usd']:.4f}"] if paid else []))
     total = sum(e["calls"] for e in per_step.values())
     cached = sum(e["cached"] for e in per_step.values())
     table.add_row("total", str(total), str(cached), str(total - cached),
-                  str(sum(e["prompt_tokens"] for e in per_step.values())), style="bold")
+                  str(sum(e["prompt_tokens"] for e in per_step.values())),
+                  *([f"{sum(e['usd'] for e in per_step.values()):.4f}"] if paid else []), style="bold")
     out.print(table)
     if any(e["not_estimated"] for e in per_step.values()):
         out.print("?: a multi-turn, fan-out or set step decides its calls from earlier answers; it and "
@@ -126,6 +132,9 @@ def _print_estimate(plan: Plan, options: BuildOptions) -> None:
     if any(e["tokens_are_lower_bound"] for e in per_step.values()):
         out.print("≥: prompt includes text generated upstream; counted without it.", markup=False,
                   highlight=False)
+    if paid:
+        out.print("≤ USD: prompt tokens + max_tokens of output for each call to make, at the backend's "
+                  "price (the same worst case --budget-usd reserves).", markup=False, highlight=False)
 
 
 def _print_summary(result: BuildResult) -> None:
@@ -153,7 +162,9 @@ def _print_summary(result: BuildResult) -> None:
               markup=False, highlight=False)
     for key, c in result.calls.items():
         out.print(f"calls [{key}]: {c['made']} made, {c['cached']} from cache, {c['failed']} failed; "
-                  f"{c['prompt_tokens']} prompt + {c['completion_tokens']} completion tokens",
+                  f"{c['prompt_tokens']} prompt + {c['completion_tokens']} completion tokens"
+                  + (f"; {c['retries']} retries ({c['throttled']} throttled)" if "retries" in c else "")
+                  + (f"; ${c['cost_usd']:.4f}" if c.get("cost_usd") else ""),
                   markup=False, highlight=False)
     out.print(f"done in {result.elapsed_s:.1f}s", markup=False, highlight=False)
 

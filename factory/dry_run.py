@@ -23,6 +23,7 @@ class StepEstimate:
     cached: int = 0  # of those, answered by the cache
     prompt_tokens: int = 0
     tokens_are_lower_bound: bool = False
+    usd: float = 0.0  # worst case for the calls to make: their prompts + max_tokens of output
     # Multi-turn, fan-out and set steps decide their next call from the last answer: their
     # calls are only known when they run, so the estimate stops at them.
     not_estimated: bool = False
@@ -55,6 +56,8 @@ async def estimate(plan: Plan, options: BuildOptions) -> dict[str, dict[str, Any
                     est.calls += len(requests)
                     est.prompt_tokens += sum(dispatcher.backend.count_tokens(r.message_dicts())
                                              for r in requests)
+                    est.usd += sum(dispatcher.backend.estimate_cost(r) for r in requests
+                                   if not (cache and dispatcher.key(r) in cache) or unknown)
                     if unknown:
                         est.tokens_are_lower_bound = True
                         pending.update(step.writes)

@@ -9,6 +9,10 @@ from factory.backends.base import Backend, BackendSettings, Completion, Request,
 BACKENDS: dict[str, str] = {
     "fake": "factory.backends.fake:FakeBackend",
     "llama_cpp": "factory.backends.llama_cpp:LlamaCppBackend",
+    "anthropic": "factory.backends.anthropic_api:AnthropicBackend",
+    "openai_compatible": "factory.backends.openai_compatible:OpenAICompatibleBackend",
+    "transformers": "factory.backends.transformers_backend:TransformersBackend",
+    "vllm": "factory.backends.vllm_backend:VLLMBackend",
 }
 
 

@@ -126,5 +126,17 @@ class Backend(ABC):
         """Prompt tokens for a chat; backends with a tokenizer override this rough count."""
         return sum(len(m["content"].split()) + 4 for m in messages)
 
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for a call of this size; local backends are free."""
+        return 0.0
+
+    def estimate_cost(self, request: Request) -> float:
+        """Worst-case USD for a request before it is made (the budget reserves this much)."""
+        return 0.0
+
+    def counters(self) -> dict[str, Any]:
+        """Backend-specific counts for stats (retries, throttles, dollars); none by default."""
+        return {}
+
     async def close(self) -> None:
         """Release model memory, threads and connections."""
