@@ -14,6 +14,14 @@ DRAFTS = [json.dumps({"tasks": [{"instruction": f"{verb} {topic}, in plain words
                                  "output": f"A short guide to {topic}."} for verb in VERBS]})
           .replace("{", "{{").replace("}", "}}") for topic in TOPICS]
 
+def verdict(winner: str) -> str:
+    good, bad = {"correctness": 4, "helpfulness": 4, "clarity": 4}, {"correctness": 2, "helpfulness": 2,
+                                                                      "clarity": 2}
+    scores = {"A": good, "B": bad} if winner == "A" else {"A": bad, "B": good}
+    reply = json.dumps({"reasoning": "One answer is steadier.", **scores, "verdict": winner})
+    return reply.replace("{", "{{").replace("}", "}}")
+
+
 INSTRUCTIONS = ["Plan a weekly watering schedule for a balcony herb garden.",
                 "Compare clay and sandy soil for growing carrots in a small yard.",
                 "List five warning signs that a lemon tree lacks nitrogen.",
@@ -23,7 +31,7 @@ RULES = [
     {"match": "design training tasks", "replies": DRAFTS},
     # Self-Instruct: the numbered continuation, the classification question, instances.
     {"match": "Come up with a series of tasks", "replies": [
-        INSTRUCTIONS[0] + "\nTask 10: " + INSTRUCTIONS[1], INSTRUCTIONS[2] + "\nTask 10: " + INSTRUCTIONS[3]]},
+        f"{INSTRUCTIONS[0]}\nTask 10: {INSTRUCTIONS[1]}", f"{INSTRUCTIONS[2]}\nTask 10: {INSTRUCTIONS[3]}"]},
     {"match": "regarded as a classification task", "reply": "No"},
     {"match": "Come up with examples for the following tasks", "reply": "Output: Water every two days."},
     # Evol-Instruct: a rewrite within the word budget, judged different from its parent.
@@ -31,10 +39,8 @@ RULES = [
      "reply": "#Rewritten Prompt#: Plan it for a dry summer week and give amounts in litres {hash}."},
     {"match": "Are they equal", "reply": "Not Equal"},
     # The pairwise judge prefers whichever answer was sampled cold, in both orders.
-    {"match": r"\[Answer A\]\nAnswer at T=1.0", "reply": '{{"reasoning": "B is steadier.", "A": {{"correctness": 2, '
-     '"helpfulness": 2, "clarity": 2}}, "B": {{"correctness": 4, "helpfulness": 4, "clarity": 4}}, "verdict": "B"}}'},
-    {"match": r"\[Answer A\]\n", "reply": '{{"reasoning": "A is steadier.", "A": {{"correctness": 4, '
-     '"helpfulness": 4, "clarity": 4}}, "B": {{"correctness": 2, "helpfulness": 2, "clarity": 2}}, "verdict": "A"}}'},
+    {"match": r"\[Answer A\]\nAnswer at T=1.0", "reply": verdict("B")},
+    {"match": r"\[Answer A\]\n", "reply": verdict("A")},
 ]
 DEFAULT = "Answer at T={temperature} ({hash}): start with the soil, then water at dawn. {last:.40}"
 
@@ -59,10 +65,11 @@ def test_init_drafts_seeds_and_writes_a_recipe_that_builds(tmp_path, cache_env):
 
 def test_init_keeps_user_examples_first(tmp_path, cache_env):
     mine = tmp_path / "mine.jsonl"
-    mine.write_text(json.dumps({"instruction": "Suggest three shade-tolerant vegetables for a north balcony."})
-                    + "\n")
+    task = "Suggest three shade-tolerant vegetables for a north balcony."
+    mine.write_text(json.dumps({"instruction": task}) + "\n")
     result = run_cli("init", str(tmp_path / "d"), "--describe", "Home vegetable gardening advice for "
-                     "beginners.", "--seeds", str(mine), "--backend", "fake", "--options", fake_options(), env=cache_env)
+                     "beginners.", "--seeds", str(mine), "--backend", "fake", "--options", fake_options(),
+                     env=cache_env)
     assert result.returncode == 0, (result.stdout + result.stderr)
     seeds = read_jsonl(tmp_path / "d" / "seeds.jsonl")
     assert seeds[0]["instruction"].startswith("Suggest three shade-tolerant") and len(seeds) == 15
@@ -73,7 +80,8 @@ def test_init_refuses_when_the_backend_drafts_too_little(tmp_path, cache_env):
     result = run_cli("init", str(tmp_path / "d"), "--describe", "Home vegetable gardening advice for "
                      "beginners.", "--backend", "fake", "--options", options, env=cache_env)
     assert result.returncode == 1
-    assert "drafted only 0 usable tasks" in (result.stdout + result.stderr) and "unparseable_reply" in (result.stdout + result.stderr)
+    said = result.stdout + result.stderr
+    assert "drafted only 0 usable tasks" in said and "unparseable_reply" in said
     assert not (tmp_path / "d").exists()
 
 
@@ -82,4 +90,5 @@ def test_init_bad_examples_file_names_the_line(tmp_path, cache_env):
     bad.write_text('{"instruction": "ok task here"}\n{"input": "no instruction"}\n')
     result = run_cli("init", str(tmp_path / "d"), "--describe", "Home vegetable gardening advice for "
                      "beginners.", "--seeds", str(bad), "--backend", "fake", env=cache_env)
-    assert result.returncode == 1 and f"{bad}:2: each example needs a non-empty 'instruction'" in (result.stdout + result.stderr)
+    assert result.returncode == 1
+    assert f"{bad}:2: each example needs a non-empty 'instruction'" in result.stdout + result.stderr
