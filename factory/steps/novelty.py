@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from rouge_score import rouge_scorer
+
+if TYPE_CHECKING:  # rouge-score pulls in nltk (seconds of import): only recipes that use it pay
+    from rouge_score import rouge_scorer
 
 # The bound is exact arithmetic; rouge-score computes F1 as 2pr/(p+r) in floats, which can land an
 # ulp above 2·lcs/(|a|+|b|). The slack keeps such a pair on the shortlist (it costs nothing else).
@@ -31,13 +34,15 @@ class Match:
     score: float
 
 
-def make_scorer() -> rouge_scorer.RougeScorer:
+def make_scorer() -> "rouge_scorer.RougeScorer":
+    from rouge_score import rouge_scorer
+
     """The paper's scorer: ROUGE-L, no stemming."""
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
 def brute_force_match(text: str, pool: list[str], threshold: float,
-                      scorer: rouge_scorer.RougeScorer | None = None) -> Match | None:
+                      scorer: "rouge_scorer.RougeScorer | None" = None) -> Match | None:
     """Reference check (the paper's loop): the best pooled match with score ≥ threshold, or None.
 
     Ties go to the earliest pooled instruction.
