@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from factory.backends import BACKENDS
 from factory.backends.base import SamplingParams
 from factory.errors import did_you_mean
+from filters.config import QCBlock
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -183,15 +184,8 @@ class Recipe(Strict):
     backends: dict[str, BackendBlock] = Field(default_factory=dict,
                                               description="extra named backends for steps")
     steps: list[Step] = Field(min_length=1)
-    qc: list[Any] = Field(default_factory=list, description="QC chain (none available yet)")
+    qc: list[QCBlock] = Field(default_factory=list, description="QC chain (filters/config.py)")
     outputs: OutputsBlock
-
-    @field_validator("qc")
-    @classmethod
-    def no_qc_yet(cls, value: list[Any]) -> list[Any]:
-        if value:
-            raise ValueError("no QC filters exist in this version of factory; use 'qc: []'")
-        return value
 
     def backend_block(self, name: str) -> BackendBlock:
         return self.backend if name == "default" else self.backends[name]

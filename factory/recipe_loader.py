@@ -59,6 +59,23 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
     return LoadedRecipe(recipe, path, doc)
 
 
+def load_model_file(path: str | Path, model: type[BaseModel]) -> Any:
+    """Any YAML file validated against ``model`` with the same one-line errors (QC chain files)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(str(path), None, "", "file not found")
+    try:
+        doc = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise RecipeError(str(path), mark.line + 1 if mark else None, "",
+                          f"YAML syntax: {exc.problem or exc.context}") from None
+    try:
+        return model.model_validate(_plain(doc if doc is not None else {}))
+    except ValidationError as exc:
+        raise _first_error(path, doc, exc, model) from None
+
+
 def _plain(node: Any) -> Any:
     """ruamel containers -> dict/list, so pydantic sees ordinary Python data."""
     if isinstance(node, dict):
@@ -68,20 +85,25 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def _first_error(path: Path, doc: Any, exc: ValidationError) -> RecipeError:
+def _first_error(path: Path, doc: Any, exc: ValidationError,
+                 model: type[BaseModel] = Recipe) -> RecipeError:
     err = exc.errors(include_url=False)[0]
     loc = _drop_union_tags(doc, tuple(err["loc"]))
     kind, msg = err["type"], err["msg"]
+    tag_key = str(err.get("ctx", {}).get("discriminator", "kind")).strip("'")
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(Recipe, loc[:-1], doc)
+        allowed = _allowed_keys(model, loc[:-1], doc)
         msg = f"unknown key {loc[-1]!r}{did_you_mean(str(loc[-1]), allowed)}"
     elif kind == "missing":
         msg = f"required key {loc[-1]!r} is missing"
     elif kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", "")
         expected = err.get("ctx", {}).get("expected_tags", "")
-        msg = f"unknown step kind {tag!r}{did_you_mean(tag, _tags(expected))}; known: {expected}"
-        loc = loc + ("kind",)
+        what = "QC filter" if tag_key == "filter" else "scorer kind" if "scorer" in loc else "step kind"
+        msg = f"unknown {what} {tag!r}{did_you_mean(tag, _tags(expected))}; known: {expected}"
+        loc = loc + (tag_key,)
+    elif kind == "union_tag_not_found" and tag_key == "filter":
+        msg = "a QC block needs 'filter' (perplexity, dedup, reward, pairs, drift)"
     elif kind == "union_tag_not_found":
         msg = "a step needs 'kind' (e.g. generate, judge_pairwise)"
     elif msg.startswith("Value error, "):
@@ -100,7 +122,7 @@ def _drop_union_tags(doc: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     out: list[Any] = []
     node = doc
     for part in loc:
-        if isinstance(node, dict) and part not in node and node.get("kind") == part:
+        if isinstance(node, dict) and part not in node and part in (node.get("kind"), node.get("filter")):
             continue
         out.append(part)
         node = _child(node, part)
@@ -166,7 +188,7 @@ def _unwrap(annotation: Any, node: Any) -> Any:
             annotation = typing.get_args(annotation)[0]
         elif origin in (typing.Union, types.UnionType):
             members = [a for a in typing.get_args(annotation) if a is not type(None)]
-            kind = node.get("kind") if isinstance(node, dict) else None
+            kind = (node.get("kind") or node.get("filter")) if isinstance(node, dict) else None
             chosen = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)
                       and kind in _literal_kinds(m)]
             annotation = chosen[0] if chosen else members[0]
@@ -175,5 +197,5 @@ def _unwrap(annotation: Any, node: Any) -> Any:
 
 
 def _literal_kinds(model: type[BaseModel]) -> tuple[Any, ...]:
-    field = model.model_fields.get("kind")
+    field = model.model_fields.get("kind") or model.model_fields.get("filter")
     return typing.get_args(field.annotation) if field else ()
