@@ -28,6 +28,7 @@ class LoadedDataset:
     path: Path
     format: str
     records: list[Record]
+    rows: list[dict[str, Any]]  # as read, aligned with records: what `factory qc` writes back
 
 
 def read_dataset_rows(path: Path) -> list[dict[str, Any]]:
@@ -97,7 +98,7 @@ def load_dataset_records(path: str | Path, fmt: str | None = None, prompt_column
             fields.update(prompt=prompt, response=response)
         rid = str(row["id"]) if isinstance(row.get("id"), (str, int)) else f"row{i + 1}"
         records.append(Record(rid, fields, path.name))
-    return LoadedDataset(path, fmt, records)
+    return LoadedDataset(path, fmt, records, rows)
 
 
 def default_chain_path(fmt: str) -> Path:

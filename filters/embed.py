@@ -41,6 +41,9 @@ def load_embedder(spec: str) -> Any:
     key = str(path)
     if key not in _MODELS:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # stderr stays one line per error
 
         _MODELS[key] = SentenceTransformer(key, device="cpu", local_files_only=True)
     return _MODELS[key]

@@ -20,7 +20,11 @@ _LOADED: dict[str, tuple[Any, Any]] = {}  # one load per process (the GGUF takes
 
 def load_scorer(spec: str) -> tuple[Any, Any]:
     if spec not in _LOADED:
+        from transformers.utils import logging as hf_logging
+
         from trainers.models import load_model, load_tokenizer, resolve_model
+
+        hf_logging.disable_progress_bar()  # stderr stays one line per error
 
         ref = resolve_model(spec)
         model = load_model(ref).eval()
