@@ -71,6 +71,11 @@ class PerplexityBlock(Strict):
     model: str = Field("smollm2", description="smollm2 (embedded GGUF) or an HF causal LM folder")
     percentile: float = Field(95, gt=0, le=100, description="drop above this percentile")
     max: float | None = Field(None, gt=1, description="absolute cut; replaces percentile")
+    per: Literal["token", "char"] = Field("token", description="token: per-token perplexity; char: "
+                                          "per-character (2^bits-per-char; tokenizer-independent)")
+    reference: Literal["data", "seeds"] = Field("data", description="percentile over the data itself, "
+                                                "or over the seeds (seed_column): a cut from known-good text")
+    seed_column: str | None = Field(None, description="seed column for reference: seeds (default: column)")
     batch_size: int = Field(16, ge=1)
     max_tokens: int = Field(512, ge=8, description="tokens scored per text (longer are cut)")
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from factory.errors import FactoryError
 from factory.record import Record
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict, percentile_cut
 from filters.config import PerplexityBlock
-from filters.text import texts_or_failures
+from filters.text import as_text, texts_or_failures
 
 _LOADED: dict[str, tuple[Any, Any]] = {}  # one load per process (the GGUF takes ~20 s)
 
@@ -35,9 +36,23 @@ def load_scorer(spec: str) -> tuple[Any, Any]:
 class PerplexityScorer:
     def __init__(self, model: str = "smollm2", batch_size: int = 16, max_tokens: int = 512) -> None:
         self.spec, self.batch_size, self.max_tokens = model, batch_size, max_tokens
+        self._memo: dict[tuple[str, str], tuple[float, int]] = {}  # (prompt, text) -> (nll, tokens)
 
-    def score(self, texts: list[str], prompts: list[str] | None = None) -> list[float]:
-        """Perplexity per text: exp(mean negative log-likelihood of its tokens)."""
+    def score(self, texts: list[str], prompts: list[str] | None = None, per: str = "token") -> list[float]:
+        """Perplexity per text: exp(mean NLL per token), or per character with ``per="char"``."""
+        todo = sorted({(p, t) for p, t in zip(prompts or [""] * len(texts), texts)} - set(self._memo))
+        if todo:
+            sums = self._nll([t for _, t in todo], [p for p, _ in todo] if prompts else None)
+            self._memo.update(zip(todo, sums))
+        out = []
+        for p, t in zip(prompts or [""] * len(texts), texts):
+            nll, count = self._memo[(p, t)]
+            denom = count if per == "token" else len(t)
+            out.append(math.exp(nll / denom) if count and denom else math.nan)
+        return out
+
+    def _nll(self, texts: list[str], prompts: list[str] | None) -> list[tuple[float, int]]:
+        """(summed negative log-likelihood, scored tokens) per text."""
         import torch
 
         model, tok = load_scorer(self.spec)
@@ -48,7 +63,7 @@ class PerplexityScorer:
             body = tok(text, add_special_tokens=False)["input_ids"][: self.max_tokens]
             seqs.append((ctx[-self.max_tokens:], body))
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
-        out = [math.nan] * len(seqs)
+        out: list[tuple[float, int]] = [(math.nan, 0)] * len(seqs)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
@@ -69,9 +84,7 @@ class PerplexityScorer:
             tok_lp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
             mask = scored[:, 1:]
             for row, i in enumerate(batch):
-                count = int(mask[row].sum())
-                nll = -float(tok_lp[row][mask[row]].sum()) / count if count else math.nan
-                out[i] = math.exp(nll) if count else math.nan
+                out[i] = (-float(tok_lp[row][mask[row]].sum()), int(mask[row].sum()))
         return out
 
 
@@ -92,15 +105,25 @@ class PerplexityFilter(Filter):
             details = [d or p for d, p in zip(details, pdetails)]
         ok = [i for i, t in enumerate(texts) if t is not None and (prompts is None or prompts[i] is not None)]
         scores = self.scorer.score([texts[i] or "" for i in ok],
-                                   [prompts[i] or "" for i in ok] if prompts is not None else None)
+                                   [prompts[i] or "" for i in ok] if prompts is not None else None, b.per)
         ppl: dict[int, float] = dict(zip(ok, scores))
-        finite = [v for v in ppl.values() if math.isfinite(v)]
+        reference = list(ppl.values())
+        if b.reference == "seeds" and b.max is None:  # a cut learned from known-good text
+            col = b.seed_column or b.column
+            seed_texts = [t for row in context.seeds if (t := as_text(row.get(col)))]
+            if not seed_texts:
+                raise FactoryError(f"qc.{self.label}: reference: seeds, but no seed has text in {col!r}")
+            reference = self.scorer.score(seed_texts, None, b.per)
+        finite = [v for v in reference if math.isfinite(v)]
+        unit = "" if b.per == "token" else "_per_char"
         if b.max is not None:
-            cut, reason = b.max, f"perplexity_above_{b.max:g}"
+            cut, reason = b.max, f"perplexity{unit}_above_{b.max:g}"
         else:
             cut = percentile_cut(finite, b.percentile) if finite else math.inf
-            reason = f"perplexity_above_p{b.percentile:g}"
+            where = "seed_" if b.reference == "seeds" else ""
+            reason = f"perplexity{unit}_above_{where}p{b.percentile:g}"
         self.info = {"model": b.model, "column": b.column, "cut": round(cut, 3), "rule": reason,
+                     "per": b.per, "reference": b.reference,
                      "percentile": None if b.max is not None else b.percentile}
         out: list[Verdict] = []
         for i in range(len(records)):

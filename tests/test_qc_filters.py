@@ -24,7 +24,7 @@ class FixedScorer:
     def __init__(self, table: dict[str, float]) -> None:
         self.table = table
 
-    def score(self, texts, prompts=None):  # perplexity form: (texts, prompts)
+    def score(self, texts, prompts=None, per="token"):  # perplexity form: (texts, prompts, per)
         return [self.table[t] for t in texts]
 
 
