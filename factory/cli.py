@@ -252,6 +252,10 @@ def qc(
     seeds: Optional[Path] = typer.Option(None, "--seeds", help="seed file for dedup-against-seeds "
                                          "and the drift check"),
     fmt: Optional[str] = typer.Option(None, "--format", help="dpo | sft | columns (default: detected)"),
+    prompt_column: Optional[str] = typer.Option(None, "--prompt-column", help="columns format: the "
+                                                "instruction column (default: detected)"),
+    response_column: Optional[str] = typer.Option(None, "--response-column", help="columns format: "
+                                                  "the response column (default: detected)"),
 ) -> None:
     """Run a QC chain on an existing dataset: keep, drop (with reasons) and count."""
 
@@ -259,7 +263,7 @@ def qc(
         from filters.audit import run_dataset_chain, write_qc_outputs
         from filters.dataset_io import load_dataset_records
 
-        data = load_dataset_records(dataset, fmt)
+        data = load_dataset_records(dataset, fmt, prompt_column, response_column)
         result, chain_path = run_dataset_chain(data, chain, seeds, report_only=False)
         folder = output or dataset.with_name(dataset.stem + "-qc")
         summary = write_qc_outputs(data, result, folder)
@@ -278,13 +282,17 @@ def audit(
     chain: Optional[Path] = typer.Option(None, "--chain", help="chain YAML (default by format)"),
     seeds: Optional[Path] = typer.Option(None, "--seeds", help="seed file for the drift check"),
     fmt: Optional[str] = typer.Option(None, "--format", help="dpo | sft | columns (default: detected)"),
+    prompt_column: Optional[str] = typer.Option(None, "--prompt-column", help="columns format: the "
+                                                "instruction column (default: detected)"),
+    response_column: Optional[str] = typer.Option(None, "--response-column", help="columns format: "
+                                                  "the response column (default: detected)"),
 ) -> None:
     """Report-only QC with one self-contained HTML page (plots, groups, a sample to review)."""
 
     def body() -> None:
         from filters.audit import audit as run_audit
 
-        page, summary = run_audit(dataset, output, chain, seeds, fmt)
+        page, summary = run_audit(dataset, output, chain, seeds, fmt, prompt_column, response_column)
         _print_qc(summary, f"audit of {dataset} (report only: nothing removed)", True)
         out.print(f"report: {page}", markup=False, highlight=False)
 

@@ -48,9 +48,10 @@ def write_qc_outputs(dataset: LoadedDataset, result: QCResult, out_dir: Path) ->
 
 
 def audit(dataset_path: Path, output: Path | None = None, chain_path: Path | None = None,
-          seeds_path: Path | None = None, fmt: str | None = None, sample_fraction: float = 0.05,
+          seeds_path: Path | None = None, fmt: str | None = None, prompt_column: str | None = None,
+          response_column: str | None = None, sample_fraction: float = 0.05,
           seed: int = 0) -> tuple[Path, dict[str, Any]]:
-    dataset = load_dataset_records(dataset_path, fmt)
+    dataset = load_dataset_records(dataset_path, fmt, prompt_column, response_column)
     result, chain_path = run_dataset_chain(dataset, chain_path, seeds_path, report_only=True)
     summary = result.summary(len(dataset.records))
     output = output or (dataset_path / "audit.html" if dataset_path.is_dir()
