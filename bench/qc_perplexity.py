@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--percentile", type=float, default=97.5, help="cut at this percentile of the seeds")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--context", default="<|im_start|>user", help="lead-in before each text, not scored "
+                    "(default: SmolLM2's user-turn header; '' for none)")
     args = ap.parse_args()
     import torch
 
@@ -68,13 +70,15 @@ def main() -> None:
     records = [Record(f"{kind}-{i}", {"response": t}, "bench") for i, (kind, t) in enumerate(texts)]
     scorer = PerplexityScorer(args.model)  # shared: the second rule reuses the first one's forward passes
     blocks = [PerplexityBlock(filter="perplexity", model=args.model, per=per, reference="seeds",
-                              percentile=args.percentile) for per in ("char", "token")]
+                              percentile=args.percentile, context=args.context or None)
+              for per in ("char", "token")]
     filters = [PerplexityFilter(b, scorer=scorer) for b in blocks]
     started = time.perf_counter()
     result = Chain(filters).run(records, QCContext(seeds=[{"response": t} for t in seeds], report_only=True))
     elapsed = time.perf_counter() - started
     table = Table(title=f"perplexity filter on self_instruct ({len(held)} real + {2 * len(held)} gibberish; "
-                        f"cut = p{args.percentile:g} of {len(seeds)} other real texts; {args.model})")
+                        f"cut = p{args.percentile:g} of {len(seeds)} other real texts; {args.model}; "
+                        f"context {args.context!r})")
     for col in ("rule", "cut", "gibberish removed (>= 95%)", "shuffled", "random chars",
                 "real removed (<= 5%)"):
         table.add_column(col)

@@ -69,6 +69,8 @@ class PerplexityBlock(Strict):
     column: str = Field("response", description="text to score")
     prompt_column: str | None = Field(None, description="condition on this prompt (not scored)")
     model: str = Field("smollm2", description="smollm2 (embedded GGUF) or an HF causal LM folder")
+    context: str | None = Field(None, description="fixed text before every scored text, not scored "
+                                "(e.g. SmolLM2's user-turn header '<|im_start|>user')")
     percentile: float = Field(95, gt=0, le=100, description="drop above this percentile")
     max: float | None = Field(None, gt=1, description="absolute cut; replaces percentile")
     per: Literal["token", "char"] = Field("token", description="token: per-token perplexity; char: "

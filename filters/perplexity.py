@@ -103,6 +103,9 @@ class PerplexityFilter(Filter):
         if b.prompt_column:
             prompts, pdetails = texts_or_failures(records, b.prompt_column)
             details = [d or p for d, p in zip(details, pdetails)]
+        if b.context is not None:  # a fixed lead-in: the model sees what kind of text follows
+            base = prompts if prompts is not None else [""] * len(texts)
+            prompts = [None if p is None else f"{b.context}\n{p}" if p else b.context for p in base]
         ok = [i for i, t in enumerate(texts) if t is not None and (prompts is None or prompts[i] is not None)]
         scores = self.scorer.score([texts[i] or "" for i in ok],
                                    [prompts[i] or "" for i in ok] if prompts is not None else None, b.per)
@@ -113,7 +116,8 @@ class PerplexityFilter(Filter):
             seed_texts = [t for row in context.seeds if (t := as_text(row.get(col)))]
             if not seed_texts:
                 raise FactoryError(f"qc.{self.label}: reference: seeds, but no seed has text in {col!r}")
-            reference = self.scorer.score(seed_texts, None, b.per)
+            contexts = [b.context] * len(seed_texts) if b.context else None
+            reference = self.scorer.score(seed_texts, contexts, b.per)
         finite = [v for v in reference if math.isfinite(v)]
         unit = "" if b.per == "token" else "_per_char"
         if b.max is not None:
