@@ -54,3 +54,14 @@ def test_embedded_smollm2_finds_gibberish():
     assert max(v.score for v in out[:3]) < min(v.score for v in out[3:])
     assert [isinstance(v, Drop) for v in out] == [False, False, False, True, True, True]
     assert out[3].reason == "perplexity_above_p50"
+
+
+def test_fixed_context_is_not_scored_and_a_missing_prompt_still_fails(tiny):
+    records = [Record("a", {"response": "The quick brown fox.", "prompt": "Say something."}, "t"),
+               Record("b", {"response": "The quick brown fox."}, "t")]
+    block = PerplexityBlock(filter="perplexity", model=tiny, context="<|im_start|>user", prompt_column="prompt")
+    result = Chain([PerplexityFilter(block)]).run(records)
+    assert [(r.record.id, r.reason, r.failed) for r in result.rejects] == [("b", "filter_error", True)]
+    plain = PerplexityScorer(tiny).score(["The quick brown fox."], per="char")[0]
+    framed = PerplexityScorer(tiny).score(["The quick brown fox."], ["<|im_start|>user"], per="char")[0]
+    assert plain != framed and math.isfinite(framed)
