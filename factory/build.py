@@ -146,15 +146,32 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
                 f"budget reached: ${budget.spent:.4f} spent of --budget-usd {budget.cap:g}; "
                 f"{budget.refused} call(s) not made. Finished calls are cached: rerun with a "
                 "higher --budget-usd to resume")
+        qc = await _run_qc(plan, options, outcomes) if plan.recipe.qc else None
+        if qc is not None:
+            outcomes = qc[0]  # QC drops become rejects, so the totals below include them
         totals = engine.totals(outcomes, len(plan.records))
         stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": totals,
                  "steps": {name: s.as_dict() for name, s in engine.stats.items()},
                  "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
+        if qc is not None:
+            stats["qc"] = qc[1]
         kept = [o for o in outcomes if isinstance(o, Record)]
         rejects = [o for o in outcomes if isinstance(o, Reject)]
         models = {k: b.model_id for k, b in backends.items()}
         card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models)
-        splits = write_dataset(plan.output, plan.recipe.outputs.splits, kept, rejects, stats, card)
+        output = plan.output
+        if qc is not None:
+            from filters.build_qc import failed_gate_dir, qc_card
+
+            card += qc_card(stats["qc"])
+            if stats["qc"]["gate_failed"]:  # keep everything made, beside (not over) the good dataset
+                output = failed_gate_dir(plan.output)
+        splits = write_dataset(output, plan.recipe.outputs.splits, kept, rejects, stats, card)
+        if output != plan.output:
+            from filters.base import QCGateFailed
+
+            raise QCGateFailed(f"{stats['qc']['gate_failed']}; build stopped, what was generated is in "
+                               f"{output} (LLM calls are cached)")
         stats["splits"] = splits
         elapsed = time.perf_counter() - started
         # Run-specific facts stay out of stats.json so that the dataset files are reproducible.
@@ -165,6 +182,19 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
     finally:
         if cache is not None:
             cache.close()
+
+
+async def _run_qc(plan: Plan, options: BuildOptions,
+                  outcomes: list[Record | Reject]) -> tuple[list[Record | Reject], dict[str, Any]]:
+    """The recipe's QC chain on the kept records, in a thread (its scorers run their own loops)."""
+    import asyncio
+
+    from filters.build_qc import merge_outcomes, run_recipe_qc
+
+    kept = [o for o in outcomes if isinstance(o, Record)]
+    seeds = load_seeds(plan.loaded, options.limit)
+    result = await asyncio.to_thread(run_recipe_qc, plan.recipe.qc, kept, seeds)
+    return merge_outcomes(outcomes, result), result.summary(len(kept))
 
 
 def _calls(plan: Plan, bound: dict[str, BoundStep]) -> dict[str, dict[str, Any]]:

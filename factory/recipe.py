@@ -17,6 +17,7 @@ from factory.schema import IDENTIFIER, Params, StepBase, Strict, template_fields
 from factory.steps import STEP_SPECS
 from factory.steps.generate import GenerateStep  # noqa: F401 (re-exported)
 from factory.steps.judge import JudgePairwiseStep  # noqa: F401 (re-exported)
+from filters.config import QCBlock
 
 
 class BackendBlock(Strict):
@@ -96,15 +97,8 @@ class Recipe(Strict):
     backends: dict[str, BackendBlock] = Field(default_factory=dict,
                                               description="extra named backends for steps")
     steps: list[Step] = Field(min_length=1)
-    qc: list[Any] = Field(default_factory=list, description="QC chain (none available yet)")
+    qc: list[QCBlock] = Field(default_factory=list, description="QC chain (filters/config.py)")
     outputs: OutputsBlock
-
-    @field_validator("qc")
-    @classmethod
-    def no_qc_yet(cls, value: list[Any]) -> list[Any]:
-        if value:
-            raise ValueError("no QC filters exist in this version of factory; use 'qc: []'")
-        return value
 
     def backend_block(self, name: str) -> BackendBlock:
         return self.backend if name == "default" else self.backends[name]

@@ -60,6 +60,23 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
     return LoadedRecipe(recipe, path, doc)
 
 
+def load_model_file(path: str | Path, model: type[BaseModel]) -> Any:
+    """Any YAML file validated against ``model`` with the same one-line errors (QC chain files)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(str(path), None, "", "file not found")
+    try:
+        doc = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise RecipeError(str(path), mark.line + 1 if mark else None, "",
+                          f"YAML syntax: {exc.problem or exc.context}") from None
+    try:
+        return model.model_validate(_plain(doc if doc is not None else {}))
+    except ValidationError as exc:
+        raise _first_error(path, doc, exc, model) from None
+
+
 def _plain(node: Any) -> Any:
     """ruamel containers -> dict/list, so pydantic sees ordinary Python data."""
     if isinstance(node, dict):
@@ -69,20 +86,25 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def _first_error(path: Path, doc: Any, exc: ValidationError) -> RecipeError:
+def _first_error(path: Path, doc: Any, exc: ValidationError,
+                 model: type[BaseModel] = Recipe) -> RecipeError:
     err = exc.errors(include_url=False)[0]
     loc = _drop_union_tags(doc, tuple(err["loc"]))
     kind, msg = err["type"], err["msg"]
+    tag_key = str(err.get("ctx", {}).get("discriminator", "kind")).strip("'")
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(Recipe, loc[:-1], doc)
+        allowed = _allowed_keys(model, loc[:-1], doc)
         msg = f"unknown key {loc[-1]!r}{did_you_mean(str(loc[-1]), allowed)}"
     elif kind == "missing":
         msg = f"required key {loc[-1]!r} is missing"
     elif kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", "")
         expected = err.get("ctx", {}).get("expected_tags", "")
-        msg = f"unknown step kind {tag!r}{did_you_mean(tag, _tags(expected))}; known: {expected}"
-        loc = loc + ("kind",)
+        what = "QC filter" if tag_key == "filter" else "scorer kind" if "scorer" in loc else "step kind"
+        msg = f"unknown {what} {tag!r}{did_you_mean(tag, _tags(expected))}; known: {expected}"
+        loc = loc + (tag_key,)
+    elif kind == "union_tag_not_found" and tag_key == "filter":
+        msg = "a QC block needs 'filter' (perplexity, dedup, reward, pairs, drift)"
     elif kind == "union_tag_not_found":
         msg = "a step needs 'kind' (e.g. generate, judge_pairwise)"
     elif msg.startswith("Value error, "):
@@ -96,14 +118,17 @@ def _tags(expected: str) -> list[str]:
     return [t.strip(" '") for t in expected.split(",")]
 
 
+UNION_TAGS = ("kind", "type", "filter")  # discriminator keys of the recipe's tagged unions
+
+
 def _drop_union_tags(doc: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """pydantic puts the discriminator value ('generate') into the location; YAML has no such key."""
     out: list[Any] = []
     node, tagged = doc, None
     for part in loc:
-        # Unions are tagged by 'kind' (steps) or 'type' (e.g. a scorer); the tag comes once, first.
-        if isinstance(node, dict) and node is not tagged and (
-                (part not in node and node.get("kind") == part) or node.get("type") == part):
+        # Unions are tagged by 'kind' (steps), 'type' (a scorer) or 'filter' (a QC block); once, first.
+        # (A tag value may also be a key, e.g. {type: verifier, verifier: numeric}: "first" decides.)
+        if isinstance(node, dict) and node is not tagged and any(node.get(t) == part for t in UNION_TAGS):
             tagged = node
             continue
         out.append(part)
@@ -170,7 +195,7 @@ def _unwrap(annotation: Any, node: Any) -> Any:
             annotation = typing.get_args(annotation)[0]
         elif origin in (typing.Union, types.UnionType):
             members = [a for a in typing.get_args(annotation) if a is not type(None)]
-            kind = (node.get("kind") or node.get("type")) if isinstance(node, dict) else None
+            kind = next((node[t] for t in UNION_TAGS if t in node), None) if isinstance(node, dict) else None
             chosen = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)
                       and kind in _literal_kinds(m)]
             annotation = chosen[0] if chosen else members[0]
@@ -179,5 +204,5 @@ def _unwrap(annotation: Any, node: Any) -> Any:
 
 
 def _literal_kinds(model: type[BaseModel]) -> tuple[Any, ...]:
-    field = model.model_fields.get("kind") or model.model_fields.get("type")
+    field = next((model.model_fields[t] for t in UNION_TAGS if t in model.model_fields), None)
     return typing.get_args(field.annotation) if field else ()

@@ -1,0 +1,215 @@
+"""``factory qc`` and ``factory audit``: the chain on any dataset, enforcing or report-only.
+
+The audit writes one self-contained HTML page (plotly.js inlined once, no CDN): counts and
+reasons, length histograms, perplexity and reward histograms with their cut lines, the drift
+scatter with AUC/MMD, the largest duplicate groups, pair-QC figures, and a random 5% sample
+(at least 20 rows) with keep/drop buttons and an export of the reviewer's verdicts.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from filters.base import QCContext, QCResult
+from filters.config import build_chain, load_chain_file
+from filters.dataset_io import LoadedDataset, default_chain_path, load_dataset_records
+
+
+def run_dataset_chain(dataset: LoadedDataset, chain_path: Path | None, seeds_path: Path | None,
+                      report_only: bool) -> tuple[QCResult, Path]:
+    from factory.seeds import read_rows
+
+    chain_path = chain_path or default_chain_path(dataset.format)
+    blocks = load_chain_file(chain_path)
+    seeds = read_rows(seeds_path) if seeds_path else []
+    context = QCContext(seeds=seeds, report_only=report_only)
+    return build_chain(blocks).run(dataset.records, context), chain_path
+
+
+def write_qc_outputs(dataset: LoadedDataset, result: QCResult, out_dir: Path) -> dict[str, Any]:
+    """``kept.jsonl`` (rows as read), ``rejects.jsonl`` (filter, reason, score), ``qc_stats.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    position = {id(r): i for i, r in enumerate(dataset.records)}
+    with (out_dir / "kept.jsonl").open("w", encoding="utf-8") as fh:
+        for record in result.kept:
+            fh.write(json.dumps(dataset.rows[position[id(record)]], ensure_ascii=False, default=str) + "\n")
+    with (out_dir / "rejects.jsonl").open("w", encoding="utf-8") as fh:
+        for rej in result.rejects:
+            row = rej.as_row()
+            row["row"] = position[id(rej.record)] + 1
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    summary = result.summary(len(dataset.records))
+    (out_dir / "qc_stats.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return summary
+
+
+def audit(dataset_path: Path, output: Path | None = None, chain_path: Path | None = None,
+          seeds_path: Path | None = None, fmt: str | None = None, prompt_column: str | None = None,
+          response_column: str | None = None, sample_fraction: float = 0.05,
+          seed: int = 0) -> tuple[Path, dict[str, Any]]:
+    dataset = load_dataset_records(dataset_path, fmt, prompt_column, response_column)
+    result, chain_path = run_dataset_chain(dataset, chain_path, seeds_path, report_only=True)
+    summary = result.summary(len(dataset.records))
+    output = output or (dataset_path / "audit.html" if dataset_path.is_dir()
+                        else dataset_path.with_name(dataset_path.stem + ".audit.html"))
+    page = render_report(dataset, result, summary, chain_path, sample_fraction, seed)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page, encoding="utf-8")
+    return output, summary
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, str]]:
+    """(section title, plotly figure or None, note) in page order."""
+    import plotly.graph_objects as go
+
+    out: list[tuple[str, Any, str]] = []
+    recs = dataset.records
+    length_cols = ["prompt", "chosen", "rejected"] if dataset.format == "dpo" else ["prompt", "response"]
+    fig = go.Figure()
+    for col in length_cols:
+        fig.add_histogram(x=[len(str(r.fields.get(col) or "")) for r in recs], name=col, opacity=0.6)
+    fig.update_layout(barmode="overlay", xaxis_title="characters", yaxis_title="records")
+    out.append(("Lengths", fig, ""))
+    for label, info in result.info.items():
+        kind = label.split("#")[0]
+        scores = [s for s in result.stats[label].scores if isinstance(s, (int, float))]
+        if kind in ("perplexity", "reward") and scores:
+            fig = go.Figure(go.Histogram(x=scores, nbinsx=40, name=kind))
+            if info.get("cut") is not None:
+                fig.add_vline(x=info["cut"], line_dash="dash", line_color="red",
+                              annotation_text=f"cut {info['cut']:g} ({info.get('rule', '')})")
+            if kind == "perplexity":
+                fig.update_xaxes(type="log", title="perplexity (log scale)")
+                note = f"model: {info.get('model')}"
+            else:
+                fig.update_xaxes(title="reward")
+                note = f"scorer: {info.get('scorer')}"
+            out.append((f"{label}: histogram", fig, note))
+        elif kind == "drift":
+            scatter = info.get("_scatter")
+            if not scatter:
+                out.append((f"{label}: drift", None, info.get("message", "not measured")))
+                continue
+            fig = go.Figure()
+            for side in ("seed", "synthetic"):
+                xy = scatter[side]
+                fig.add_scattergl(x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers", name=side,
+                                  text=scatter[f"{side}_text"], marker={"size": 5, "opacity": 0.6})
+            title = (f"AUC {info['auc']:.3f} · MMD² {info['mmd2']:.4f} (p {info['mmd_p']:.3f}) · "
+                     f"{info['gate']}")
+            fig.update_layout(title=title, xaxis_title="PC 1", yaxis_title="PC 2")
+            out.append((f"{label}: seeds vs synthetic (PCA of embeddings)", fig, info["message"]))
+        elif kind == "pairs":
+            longer = info.get("chosen_longer")
+            note = (f"chosen is longer in {longer:.1%} of {info['pairs']} pairs (length bias: far from 50% "
+                    f"means a model can learn 'longer wins'); margin source: {info['margin_source']}"
+                    if longer is not None else "no pairs")
+            out.append((f"{label}: pair QC", None, note))
+    return out
+
+
+def _counts_table(summary: dict[str, Any]) -> str:
+    rows = []
+    for name, f in summary["filters"].items():
+        reasons = {**f["dropped"], **{f"{k} (failed)": v for k, v in f["failed"].items()}}
+        text = "<br>".join(f"{html.escape(k)}: {v}" for k, v in reasons.items()) or "—"
+        rows.append(f"<tr><td>{html.escape(name)}</td><td>{f['in']}</td><td>{f['kept']}</td>"
+                    f"<td>{text}</td><td>{html.escape(str(f.get('rule', f.get('gate', ''))))}</td></tr>")
+    head = "<tr><th>filter</th><th>in</th><th>kept</th><th>would drop (reason: n)</th><th>rule</th></tr>"
+    return "<table>" + head + "".join(rows) + "</table>"
+
+
+def _dup_groups(result: QCResult) -> str:
+    parts = []
+    for label, info in result.info.items():
+        for g in info.get("_groups", [])[:10]:
+            items = "".join(f"<li>{'<b>kept</b> ' if i == 0 else ''}<code>{html.escape(rid)}</code> "
+                            f"{html.escape(t)}</li>" for i, (rid, t) in enumerate(zip(g["ids"], g["texts"])))
+            parts.append(f"<div class='group'><b>{label}: group of {g['size']}</b><ul>{items}</ul></div>")
+    return "".join(parts) or "<p>No duplicate groups.</p>"
+
+
+def _sample(dataset: LoadedDataset, result: QCResult, fraction: float, seed: int) -> str:
+    recs = dataset.records
+    n = min(len(recs), max(20, round(fraction * len(recs))))
+    picked = sorted(random.Random(seed).sample(range(len(recs)), n))
+    flags: dict[int, list[str]] = {}
+    for rej in result.rejects:
+        flags.setdefault(id(rej.record), []).append(f"{rej.step.removeprefix('qc.')}: {rej.reason}")
+    cols = ["prompt", "chosen", "rejected"] if dataset.format == "dpo" else ["prompt", "response"]
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    body = []
+    for i in picked:
+        r = recs[i]
+        cells = "".join(f"<td><div class='cell'>{html.escape(str(r.fields.get(c) or ''))[:2000]}</div></td>"
+                        for c in cols)
+        flag = html.escape("; ".join(flags.get(id(r), [])) or "—")
+        body.append(f"<tr data-id='{html.escape(r.id)}' data-row='{i + 1}'><td>{i + 1}</td>{cells}"
+                    f"<td>{flag}</td>"
+                    "<td><label><input type='radio' name='v" + str(i) + "' value='keep'>keep</label> "
+                    "<label><input type='radio' name='v" + str(i) + "' value='drop'>drop</label><br>"
+                    "<input type='text' class='note' placeholder='note'></td></tr>")
+    return (f"<p>{n} of {len(recs)} rows, drawn at random (seed {seed}).</p>"
+            "<button id='export'>Export verdicts (JSON)</button>"
+            f"<table id='sample'><tr><th>row</th>{head}<th>chain flags</th><th>verdict</th></tr>"
+            + "".join(body) + "</table>")
+
+
+EXPORT_JS = """
+document.getElementById('export').addEventListener('click', function () {
+  var rows = document.querySelectorAll('#sample tr[data-id]');
+  var out = [];
+  rows.forEach(function (tr) {
+    var checked = tr.querySelector('input[type=radio]:checked');
+    out.push({id: tr.dataset.id, row: Number(tr.dataset.row), verdict: checked ? checked.value : null,
+              note: tr.querySelector('.note').value});
+  });
+  var blob = new Blob([JSON.stringify(out, null, 2)], {type: 'application/json'});
+  var a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = 'review_verdicts.json';
+  document.body.appendChild(a); a.click(); a.remove();
+  window.lastExport = out;
+});
+"""
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;
+margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
+.cell{max-height:8em;overflow:auto;white-space:pre-wrap}.group{margin:.5em 0}.note{width:10em}"""
+
+
+def render_report(dataset: LoadedDataset, result: QCResult, summary: dict[str, Any], chain_path: Path,
+                  sample_fraction: float = 0.05, seed: int = 0) -> str:
+    sections = []
+    first = True
+    for title, fig, note in _figures(dataset, result):
+        body = ""
+        if fig is not None:
+            fig.update_layout(height=380, margin={"t": 50, "b": 40})
+            # plotly.js is inlined once (the first figure); later figures reuse it.
+            body = fig.to_html(full_html=False, include_plotlyjs=True if first else False)
+            first = False
+        sections.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p>{body}")
+    would = sum(1 for _ in {id(r.record) for r in result.rejects})
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>factory audit: {html.escape(str(dataset.path))}</title>
+<style>{STYLE}</style></head><body>
+<h1>Audit of {html.escape(str(dataset.path))}</h1>
+<p>Format <b>{dataset.format}</b>, {len(dataset.records)} records;
+chain <code>{html.escape(str(chain_path))}</code>
+run in report-only mode (every filter sees every record; nothing is removed).
+{would} records would be dropped by at least one filter.</p>
+<h2>Counts and reasons</h2>{_counts_table(summary)}
+{''.join(sections)}
+<h2>Largest duplicate groups</h2>{_dup_groups(result)}
+<h2>Sample for manual review</h2>{_sample(dataset, result, sample_fraction, seed)}
+<script>{EXPORT_JS}</script>
+</body></html>
+"""

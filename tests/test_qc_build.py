@@ -1,0 +1,104 @@
+"""The recipe's qc: chain inside factory build, a failing drift gate, and chain-file errors."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import fake_recipe_text, read_jsonl, run_cli
+
+RUBRIC_RULE = """
+      - match: "Rate the answer"
+        replies:
+          - '{{"reasoning": "good", "correctness": 5, "helpfulness": 5, "clarity": 4}}'
+          - '{{"reasoning": "meh", "correctness": 3, "helpfulness": 2, "clarity": 3}}'
+          - '{{"reasoning": "bad", "correctness": 0, "helpfulness": 1, "clarity": 1}}'"""
+
+QC = """qc:
+  - {filter: pairs, margin_column: judgement, margin: 0.0}
+  - {filter: dedup, column: prompt, against_seeds: false}
+  - filter: reward
+    column: chosen
+    percentile: 25
+    scorer:
+      kind: judge
+      backend:
+        name: fake
+        options:
+          rules:""" + RUBRIC_RULE.replace("\n      ", "\n            ") + "\n"
+
+
+def qc_recipe(qc: str) -> str:
+    text = fake_recipe_text()
+    # duplicate prompts in the seeds would need a seed file; the fake backend's judge rules suffice
+    return text.replace("qc: []\n", qc)
+
+
+def test_build_runs_the_chain_and_accounts_for_every_record(write_recipe, tmp_path, cache_env):
+    recipe = write_recipe(qc_recipe(QC))
+    out = tmp_path / "out"
+    result = run_cli("build", str(recipe), "--output", str(out), env=cache_env)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((out / "stats.json").read_text())
+    t, qc = stats["totals"], stats["qc"]
+    assert t["input"] == 48 == t["kept"] + t["rejected"] + t["failed"]
+    assert qc["input"] == qc["kept"] + qc["dropped"] + qc["failed"]
+    assert t["kept"] == qc["kept"] == stats["splits"]["dpo"]["rows"]
+    assert set(qc["filters"]) == {"pairs", "dedup", "reward"}
+    assert qc["filters"]["reward"]["dropped"], qc
+    assert "backend fake" in qc["filters"]["reward"]["scorer"]
+    rejects = read_jsonl(out / "rejects.jsonl")
+    qc_rows = [r for r in rejects if r["step"].startswith("qc.")]
+    assert len(qc_rows) == qc["dropped"] + qc["failed"]
+    assert all(r["raw"]["filter"] in qc["filters"] and "score" in r["raw"] for r in qc_rows)
+    assert {r["reason"] for r in qc_rows if r["step"] == "qc.reward"} == {"reward_below_p25"}
+    card = (out / "README.md").read_text()
+    assert "## Quality control" in card and "reward_below_p25" in card
+
+
+def test_failed_drift_gate_stops_the_build_and_keeps_what_was_made(write_recipe, tmp_path, cache_env):
+    qc = "qc:\n  - {filter: drift, column: answer_a, seed_column: prompt, warn_auc: 0.55, fail_auc: 0.6, permutations: 20}\n"
+    recipe = write_recipe(qc_recipe(qc))
+    out = tmp_path / "out"
+    result = run_cli("build", str(recipe), "--output", str(out), env=cache_env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = result.stderr.strip().splitlines()
+    assert len(line) == 1 and "Traceback" not in result.stderr
+    assert "qc.drift: drift fail: classifier AUC" in line[0] and "MMD" in line[0], line[0]
+    assert not out.exists()
+    kept = tmp_path / "out.qc-failed"
+    stats = json.loads((kept / "stats.json").read_text())
+    assert stats["qc"]["gate_failed"] and stats["qc"]["filters"]["drift"]["auc"] >= 0.6
+    assert (kept / "dpo.parquet").exists()
+
+
+def test_chain_file_errors_name_file_line_and_field(tmp_path):
+    chain = tmp_path / "chain.yaml"
+    chain.write_text("filters:\n  - filter: perplexity\n    percentile: 95\n  - filter: dedup\n    treshold: 0.9\n")
+    result = run_cli("qc", "nothing.jsonl", "--chain", str(chain))
+    assert result.returncode != 0
+    # the dataset is read first; give it one
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"instruction": "a", "output": "b"}) + "\n")
+    result = run_cli("qc", str(data), "--chain", str(chain))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (f"error: {chain}:5: filters[1].treshold: unknown key 'treshold' "
+                                     "(did you mean 'threshold'?)")
+    chain.write_text("filters:\n  - filter: dedupe\n")
+    result = run_cli("qc", str(data), "--chain", str(chain))
+    assert "filters[0].filter: unknown QC filter 'dedupe' (did you mean 'dedup'?)" in result.stderr
+
+
+def test_qc_command_writes_kept_and_rejects(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": f"Question {i}?", "chosen": f"A full answer number {i}.", "rejected": "No."} for i in range(6)]
+    rows += [{"prompt": "Same?", "chosen": "Identical text.", "rejected": "identical text."}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    chain = tmp_path / "chain.yaml"
+    chain.write_text("filters:\n  - {filter: pairs}\n")
+    result = run_cli("qc", str(data), "--chain", str(chain), "--output", str(tmp_path / "qc"))
+    assert result.returncode == 0, result.stderr
+    kept = read_jsonl(tmp_path / "qc" / "kept.jsonl")
+    rejects = read_jsonl(tmp_path / "qc" / "rejects.jsonl")
+    assert len(kept) == 6 and kept[0] == rows[0]
+    assert [(r["step"], r["reason"], r["row"]) for r in rejects] == [("qc.pairs", "identical_pair", 7)]
+    assert "7 in = 6 kept + 1 dropped + 0 failed" in result.stdout
