@@ -61,8 +61,8 @@ qc:
     column: chosen
     prompt_column: instruction_evolved
     seed_column: output
-  - filter: drift              # stops the build when the tasks drifted away from the seeds
-    column: instruction_evolved
+  - filter: drift              # stops the build when the grown tasks left the seeds' domain
+    column: task               # (before evolution: evolved tasks are meant to move away)
     seed_column: instruction
 
 outputs:

@@ -78,12 +78,16 @@ class DriftFilter(Filter):
         b = self.block
         texts, details = texts_or_failures(records, b.column)
         seed_col = b.seed_column or b.column
-        seeds = [t for row in context.seeds if (t := as_text(row.get(seed_col))) is not None]
-        synth = [t for t in texts if t is not None]
+        # Distinct texts only: a text repeated on one side (fan-out children share their parent's
+        # task) lands in both a training and a test fold and makes the classifier look clairvoyant.
+        seeds = list(dict.fromkeys(t for row in context.seeds
+                                   if (t := as_text(row.get(seed_col))) is not None))
+        synth = list(dict.fromkeys(t for t in texts if t is not None))
         out: list[Verdict] = [Keep() if t is not None else Failed(d) for t, d in zip(texts, details)]
         if len(seeds) < 5 or len(synth) < 5:
             self.info = {"gate": "skipped", "message": f"drift not measured: {len(seeds)} seed and "
-                         f"{len(synth)} synthetic texts in column {seed_col!r}/{b.column!r} (need 5 each)"}
+                         f"{len(synth)} distinct synthetic texts in column {seed_col!r}/{b.column!r} "
+                         "(need 5 each)"}
             return out
         rng = np.random.default_rng(0)
         seeds = _sample(seeds, b.max_samples, rng)

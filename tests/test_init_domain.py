@@ -4,15 +4,27 @@ import json
 
 from tests.conftest import read_jsonl, run_cli
 
-TOPICS = ["compost piles", "drip irrigation", "crop rotation", "soil acidity", "cover crops",
-          "seed saving", "raised beds", "aphid control", "mulching paths", "rainwater barrels",
-          "greenhouse venting", "pruning fruit trees", "worm bins", "frost cloth", "tomato blight"]
+# Natural, varied gardening tasks: the drafted seeds and the tasks Self-Instruct grows share a domain
+# and a style, so the drift gate passes (a stylistic giveaway would fail it, as it should).
+SEED_TASKS = ["Explain how a compost pile turns kitchen scraps into soil.",
+              "Describe when drip irrigation saves more water than a sprinkler.",
+              "Give a three-year crop rotation for a family vegetable plot.",
+              "Tell a beginner how to test whether their soil is too acidic.",
+              "Name cover crops that protect empty beds over the winter.",
+              "Show how to save tomato seeds for next year's planting.",
+              "Compare raised beds and in-ground rows for a small backyard.",
+              "Suggest gentle ways to get rid of aphids on roses.",
+              "Explain why mulching paths keeps weeds down.",
+              "Plan a rain barrel setup for a small garden shed.",
+              "Describe how to vent a greenhouse on hot spring days.",
+              "Teach a new gardener how to prune a young apple tree.",
+              "List what a worm bin needs to stay healthy indoors.",
+              "Explain how frost cloth protects lettuce on cold nights.",
+              "Describe the first signs of blight on tomato leaves."]
+DRAFTS = [json.dumps({"tasks": [{"instruction": SEED_TASKS[(i + k) % 15], "input": "",
+                                 "output": "A short, practical answer."} for k in (0, 1, 3)]})
+          .replace("{", "{{").replace("}", "}}") for i in range(15)]
 
-# Three distinct tasks per draft reply (the fake picks a reply by request hash).
-VERBS = ["Explain to a new gardener how", "Plan a first season around", "List common mistakes with"]
-DRAFTS = [json.dumps({"tasks": [{"instruction": f"{verb} {topic}, in plain words.", "input": "",
-                                 "output": f"A short guide to {topic}."} for verb in VERBS]})
-          .replace("{", "{{").replace("}", "}}") for topic in TOPICS]
 
 def verdict(winner: str) -> str:
     good, bad = {"correctness": 4, "helpfulness": 4, "clarity": 4}, {"correctness": 2, "helpfulness": 2,
@@ -25,24 +37,44 @@ def verdict(winner: str) -> str:
 INSTRUCTIONS = ["Plan a weekly watering schedule for a balcony herb garden.",
                 "Compare clay and sandy soil for growing carrots in a small yard.",
                 "List five warning signs that a lemon tree lacks nitrogen.",
-                "Write a checklist for closing a vegetable garden before winter."]
+                "Write a checklist for closing a vegetable garden before winter.",
+                "Suggest companion plants that keep pests away from cabbages.",
+                "Describe how to harden off seedlings before planting them out.",
+                "Explain when to harvest garlic and how to cure it.",
+                "Recommend a rotation for four raised beds over four years."]
+REWRITES = ["Plan it for a dry summer week and give amounts in litres.",
+            "Do it for a north-facing plot that gets three hours of sun.",
+            "Answer in a table and justify each row with one reason.",
+            "Assume the gardener has only a watering can and a trowel.",
+            "Keep the budget under twenty euros and name each purchase.",
+            "Take a clay soil with standing water after rain into account.",
+            "Write it for a child of ten who helps in the school garden.",
+            "Include a week-by-week calendar from March to June.",
+            "Compare two organic options and say which you would choose.",
+            "Explain the chemistry behind each step in one sentence.",
+            "Adapt it to a windy rooftop terrace in a coastal city.",
+            "List the three mistakes beginners make most and how to avoid them.",
+            "Give the answer as numbered steps with the time each step takes.",
+            "Assume heavy slug pressure and no chemical pellets allowed.",
+            "Make it work for a wheelchair user gardening from a seat.",
+            "Cover what changes if the summer turns out unusually wet."]
 
 RULES = [
     {"match": "design training tasks", "replies": DRAFTS},
     # Self-Instruct: the numbered continuation, the classification question, instances.
     {"match": "Come up with a series of tasks", "replies": [
-        f"{INSTRUCTIONS[0]}\nTask 10: {INSTRUCTIONS[1]}", f"{INSTRUCTIONS[2]}\nTask 10: {INSTRUCTIONS[3]}"]},
+        f"{INSTRUCTIONS[i]}\nTask 10: {INSTRUCTIONS[i + 1]}" for i in range(0, len(INSTRUCTIONS), 2)]},
     {"match": "regarded as a classification task", "reply": "No"},
     {"match": "Come up with examples for the following tasks", "reply": "Output: Water every two days."},
     # Evol-Instruct: a rewrite within the word budget, judged different from its parent.
     {"match": "You rewrite prompts|You create prompts",
-     "reply": "#Rewritten Prompt#: Plan it for a dry summer week and give amounts in litres {hash}."},
+     "replies": [f"#Rewritten Prompt#: {r} (case {{hash}})" for r in REWRITES]},
     {"match": "Are they equal", "reply": "Not Equal"},
     # The pairwise judge prefers whichever answer was sampled cold, in both orders.
     {"match": r"\[Answer A\]\nAnswer at T=1.0", "reply": verdict("B")},
     {"match": r"\[Answer A\]\n", "reply": verdict("A")},
 ]
-DEFAULT = "Answer at T={temperature} ({hash}): start with the soil, then water at dawn. {last:.40}"
+DEFAULT = "Answer at T={temperature} [{hash}]: {last:.40}"
 
 
 def fake_options() -> str:
@@ -61,6 +93,15 @@ def test_init_drafts_seeds_and_writes_a_recipe_that_builds(tmp_path, cache_env):
     recipe = (domain / "recipe.yaml").read_text()
     assert "kind: self_instruct" in recipe and "kind: evol_instruct" in recipe and "filter: drift" in recipe
     assert run_cli("validate", str(domain / "recipe.yaml"), env=cache_env).returncode == 0
+    built = run_cli("build", str(domain / "recipe.yaml"), "--output", str(tmp_path / "out"), env=cache_env)
+    assert built.returncode == 0, built.stdout + built.stderr
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    totals = stats["totals"]
+    assert totals["input"] + totals["created"] == (totals["kept"] + totals["rejected"] + totals["failed"]
+                                                   + totals["consumed"])
+    assert stats["steps"]["grow"]["created"] > 0 and stats["steps"]["evolve"]["created"] > 0
+    assert stats["qc"]["filters"]["drift"]["gate"] == "ok"  # same domain and style as the seeds
+    assert read_jsonl(tmp_path / "out" / "sft.jsonl") and read_jsonl(tmp_path / "out" / "dpo.jsonl")
 
 
 def test_init_keeps_user_examples_first(tmp_path, cache_env):
@@ -69,10 +110,10 @@ def test_init_keeps_user_examples_first(tmp_path, cache_env):
     mine.write_text(json.dumps({"instruction": task}) + "\n")
     result = run_cli("init", str(tmp_path / "d"), "--describe", "Home vegetable gardening advice for "
                      "beginners.", "--seeds", str(mine), "--backend", "fake", "--options", fake_options(),
-                     env=cache_env)
+                     "--count", "12", env=cache_env)
     assert result.returncode == 0, (result.stdout + result.stderr)
     seeds = read_jsonl(tmp_path / "d" / "seeds.jsonl")
-    assert seeds[0]["instruction"].startswith("Suggest three shade-tolerant") and len(seeds) == 15
+    assert seeds[0]["instruction"].startswith("Suggest three shade-tolerant") and len(seeds) == 12
 
 
 def test_init_refuses_when_the_backend_drafts_too_little(tmp_path, cache_env):
