@@ -162,16 +162,17 @@ class Engine:
             deps = [tasks[d] for d in sorted(self.graph.deps[step.name] & names)]
             tasks[step.name] = asyncio.create_task(self._step(step.name, record, deps))
         outcomes = {name: await task for name, task in tasks.items()}
+        traces = [o.trace if isinstance(o, FanOut) else o for s in stage.steps
+                  if isinstance(o := outcomes[s.name], (StepTrace, FanOut))]
+        record.trace = record.trace + traces
+        # Column order from the graph, not from which call finished first: rejects carry the fields.
+        record.fields = {k: record.fields[k] for k in self._column_order(record)}
         # The first drop in graph order is the record's reason: deterministic whatever finished first.
         for step in stage.steps:
             if isinstance(outcomes[step.name], Reject):
                 return [outcomes[step.name]]
-        traces = [o.trace if isinstance(o, FanOut) else o for s in stage.steps
-                  if isinstance(o := outcomes[s.name], (StepTrace, FanOut))]
-        record.trace = record.trace + traces
         last = outcomes[stage.steps[-1].name]
         if not isinstance(last, FanOut):
-            record.fields = {k: record.fields[k] for k in self._column_order(record)}
             return [record]
         children = []
         for i, fields in enumerate(last.children):
