@@ -123,6 +123,12 @@ def render(template: str, fields: dict[str, Any]) -> str:
     return template.format_map({k: v if isinstance(v, str) else str(v) for k, v in fields.items()})
 
 
+def template_chat(system: str | None, prompt: str, fields: dict[str, Any]) -> list[dict[str, str]]:
+    """A system (optional) + user chat rendered from a step's templates."""
+    chat = [{"role": "system", "content": render(system, fields)}] if system else []
+    return chat + [{"role": "user", "content": render(prompt, fields)}]
+
+
 def child_id(parent_id: str, step: str, index: int) -> str:
     """Stable id for a record a step made from ``parent_id`` (fan-out) or from a set step."""
     return hashlib.sha256(f"{parent_id}/{step}/{index}".encode()).hexdigest()[:16]

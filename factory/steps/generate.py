@@ -9,7 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from factory.backends.base import Completion, Request
 from factory.record import Rejected
 from factory.schema import StepBase, check_template
-from factory.steps.base import StepRunner, render
+from factory.steps.base import StepRunner, template_chat
 
 
 class GenerateStep(StepBase):
@@ -35,11 +35,7 @@ class GenerateStep(StepBase):
 
 class Generate(StepRunner):
     def messages(self, fields: dict[str, Any]) -> list[dict[str, str]]:
-        chat = []
-        if self.spec.system:
-            chat.append({"role": "system", "content": render(self.spec.system, fields)})
-        chat.append({"role": "user", "content": render(self.spec.prompt, fields)})
-        return chat
+        return template_chat(self.spec.system, self.spec.prompt, fields)
 
     def requests(self, fields: dict[str, Any]) -> list[Request]:
         chat = self.messages(fields)

@@ -24,7 +24,7 @@ from factory.backends.base import Request
 from factory.record import Rejected
 from factory.schema import StepBase, check_template
 from factory.scorers import JudgeScorer, Scorer, VerifierScorer, make_scoring, validate_scorer
-from factory.steps.base import StepContext, StepRunner, render
+from factory.steps.base import StepContext, StepRunner, render, template_chat
 from factory.verifiers import is_user_verifier
 
 HISTOGRAM = "prompts_passing_"  # figure key prefix: prompts_passing_{c}_of_{n}
@@ -96,11 +96,7 @@ class RejectionSampling(StepRunner):
         return self._scoring
 
     def messages(self, fields: dict[str, Any]) -> list[dict[str, str]]:
-        chat = []
-        if self.spec.system:
-            chat.append({"role": "system", "content": render(self.spec.system, fields)})
-        chat.append({"role": "user", "content": render(self.spec.prompt, fields)})
-        return chat
+        return template_chat(self.spec.system, self.spec.prompt, fields)
 
     def sample_requests(self, fields: dict[str, Any]) -> list[Request]:
         # Not ``requests``: the scorer's calls (a judge) come after, so a dry run cannot count them.
