@@ -51,6 +51,12 @@ class StepBase(Strict):
     def one_name_is_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    def require_columns(self, reads: str | None, writes: str | None) -> None:
+        """For steps whose columns have fixed roles: ``reads``/``writes`` name them, e.g. "[a, b]"."""
+        for field, roles in (("reads", reads), ("writes", writes)):
+            if roles is not None and len(getattr(self, field)) != roles.count(",") + 1:
+                raise ValueError(f"{self.kind} {field} exactly {roles}")
+
     def backend_refs(self) -> dict[str, str]:
         """Backend keys this step calls, by field path (a step with a separate judge adds its own)."""
         return {"backend": self.backend}

@@ -59,10 +59,7 @@ class ConstitutionalStep(StepBase):
 
     @model_validator(mode="after")
     def positional_columns(self) -> "ConstitutionalStep":
-        if len(self.reads) != 2:
-            raise ValueError("constitutional reads exactly [prompt, initial_response]")
-        if len(self.writes) != 2:
-            raise ValueError("constitutional writes exactly [revision, critiques]")
+        self.require_columns("[prompt, initial_response]", "[revision, critiques]")
         return self
 
 

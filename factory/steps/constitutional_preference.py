@@ -73,10 +73,7 @@ class ConstitutionalPreferenceStep(StepBase):
 
     @model_validator(mode="after")
     def positional_columns(self) -> "ConstitutionalPreferenceStep":
-        if len(self.reads) != 3:
-            raise ValueError("constitutional_preference reads exactly [prompt, response_1, response_2]")
-        if len(self.writes) != 3:
-            raise ValueError("constitutional_preference writes exactly [chosen, rejected, preference]")
+        self.require_columns("[prompt, response_1, response_2]", "[chosen, rejected, preference]")
         return self
 
 

@@ -146,10 +146,7 @@ class EvolInstructStep(StepBase):
 
     @model_validator(mode="after")
     def positional_columns(self) -> "EvolInstructStep":
-        if len(self.reads) != 1:
-            raise ValueError("evol_instruct reads exactly [instruction]")
-        if len(self.writes) != 3:
-            raise ValueError("evol_instruct writes exactly [instruction_evolved, response, evolution]")
+        self.require_columns("[instruction]", "[instruction_evolved, response, evolution]")
         return self
 
     def backend_refs(self) -> dict[str, str]:

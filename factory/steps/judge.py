@@ -64,10 +64,7 @@ class JudgePairwiseStep(StepBase):
 
     @model_validator(mode="after")
     def positional_columns(self) -> "JudgePairwiseStep":
-        if len(self.reads) != 3:
-            raise ValueError("judge_pairwise reads exactly [question, answer_1, answer_2]")
-        if len(self.writes) != 3:
-            raise ValueError("judge_pairwise writes exactly [chosen, rejected, judgement]")
+        self.require_columns("[question, answer_1, answer_2]", "[chosen, rejected, judgement]")
         return self
 
 
