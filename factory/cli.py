@@ -93,6 +93,12 @@ def build(
             return
         result = asyncio.run(_run_with_progress(plan, options))
         _print_summary(result)
+        if plan.recipe.train is not None:  # the self-teaching loop: train, eval, maybe go round again
+            from factory.teach import run_teach
+
+            summary = run_teach(plan, options, result, lambda line: out.print(line, markup=False,
+                                                                             highlight=False))
+            out.print(f"report: {summary['report']}", markup=False, highlight=False)
 
     _guard(body)
 
@@ -384,6 +390,11 @@ def _print_qc(summary: dict, title: str, report_only: bool = False) -> None:
         return
     out.print(f"records: {summary['input']} in = {summary['kept']} kept + {summary['dropped']} dropped + "
               f"{summary['failed']} failed", markup=False, highlight=False)
+
+
+from factory.cli_eval import eval_command  # noqa: E402 (its module imports _guard and out from here)
+
+app.command(name="eval")(eval_command)
 
 
 def main() -> None:

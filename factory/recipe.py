@@ -17,6 +17,7 @@ from factory.schema import IDENTIFIER, Params, StepBase, Strict, template_fields
 from factory.steps import STEP_SPECS
 from factory.steps.generate import GenerateStep  # noqa: F401 (re-exported)
 from factory.steps.judge import JudgePairwiseStep  # noqa: F401 (re-exported)
+from factory.teach_schema import EvalBlock, TaskBlock, TrainBlock
 from filters.config import QCBlock
 
 
@@ -44,12 +45,14 @@ class SeedsBlock(Strict):
                                                "relative to the recipe")
     rows: list[dict[str, Any]] | None = Field(None, description="inline seed rows")
     split: str | None = Field(None, description="split of a Hugging Face dataset folder")
+    task: Literal["train", "test"] | None = Field(None, description="the recipe task's train or "
+                                                  "test problems")
     limit: int | None = Field(None, ge=1, description="use only the first N rows")
 
     @model_validator(mode="after")
     def one_source(self) -> "SeedsBlock":
-        if (self.path is None) == (self.rows is None):
-            raise ValueError("give exactly one of 'path' or 'rows'")
+        if sum(x is not None for x in (self.path, self.rows, self.task)) != 1:
+            raise ValueError("give exactly one of 'path', 'rows' or 'task'")
         if self.rows is not None and not self.rows:
             raise ValueError("'rows' is empty")
         return self
@@ -99,6 +102,24 @@ class Recipe(Strict):
     steps: list[Step] = Field(min_length=1)
     qc: list[QCBlock] = Field(default_factory=list, description="QC chain (filters/config.py)")
     outputs: OutputsBlock
+    task: TaskBlock | None = Field(None, description="problems with known answers, made by code")
+    train: TrainBlock | None = Field(None, description="LoRA SFT then DPO on the built splits")
+    eval: EvalBlock | None = Field(None, description="held-out accuracy of base and trained models")
+
+    @model_validator(mode="after")
+    def teach_sections(self) -> "Recipe":
+        if self.seeds.task is not None and self.task is None:
+            raise ValueError("seeds.task needs a 'task:' section")
+        if self.eval is not None and self.task is None:
+            raise ValueError("eval: needs a 'task:' section (the held-out problems)")
+        if self.train is not None:
+            wanted = [(self.train.sft_split, "sft")] + \
+                ([(self.train.dpo_split, "dpo")] if self.train.dpo is not None else [])
+            for split, fmt in wanted:
+                spec = self.outputs.splits.get(split)
+                if spec is None or spec.format != fmt:
+                    raise ValueError(f"train: needs an outputs split {split!r} with format {fmt}")
+        return self
 
     def backend_block(self, name: str) -> BackendBlock:
         return self.backend if name == "default" else self.backends[name]

@@ -15,7 +15,12 @@ SUPPORTED = ".jsonl, .json, .parquet, .csv, or a Hugging Face dataset folder"
 
 def load_seeds(loaded: LoadedRecipe, limit: int | None = None) -> list[dict[str, Any]]:
     block = loaded.recipe.seeds
-    if block.rows is not None:
+    if block.task is not None:
+        from factory.teach import task_problems
+
+        train, test = task_problems(loaded)
+        rows = [p.row() for p in (train if block.task == "train" else test)]
+    elif block.rows is not None:
         rows = [dict(r) for r in block.rows]
     else:
         path = loaded.resolve(block.path or "")

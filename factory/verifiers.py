@@ -54,6 +54,22 @@ def numeric_match(text: str, answer: str, rel_tol: float = 1e-6) -> float:
     return 1.0 if math.isclose(got, want, rel_tol=rel_tol, abs_tol=1e-9) else 0.0
 
 
+_INTEGER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def extract_number_list(text: str) -> list[float] | None:
+    """Every number in the text, in order (thousands separators are not read: '1,2' is two)."""
+    found = _INTEGER.findall(text)
+    return [float(n) for n in found] if found else None
+
+
+def number_list_match(text: str, answer: str) -> float:
+    """1.0 when the completion's numbers, in order, are exactly the answer's numbers: nothing
+    missing, nothing extra (a strict check for sorting and for 'answer with just the number')."""
+    got, want = extract_number_list(text), extract_number_list(str(answer))
+    return 1.0 if got is not None and got == want else 0.0
+
+
 def _normalize(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", "", text.lower()).split())
 
@@ -112,12 +128,14 @@ def json_schema_valid(text: str, schema: Any) -> float:
 
 
 VERIFIERS: dict[str, Verifier] = {"numeric": numeric_match, "exact": exact_match,
-                                  "regex": regex_match, "json_schema": json_schema_valid}
+                                  "regex": regex_match, "json_schema": json_schema_valid,
+                                  "number_list": number_list_match}
 
 # How a verifier finds the answer in a completion: None = the model gave none it could read
 # (rejection sampling tells "wrong" from "unreadable"). Verifiers not listed read any text.
 ANSWER_READERS: dict[str, Callable[[str], Any]] = {"numeric": extract_number,
-                                                   "json_schema": extract_json}
+                                                   "json_schema": extract_json,
+                                                   "number_list": extract_number_list}
 
 
 def is_user_verifier(name: str) -> bool:

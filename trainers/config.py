@@ -52,6 +52,8 @@ class LoraRunConfig:
     threads: int | None = _f(None, "torch CPU threads (None: torch's default). On a busy 2-core "
                              "machine 1 is often faster.")
     merge: bool = _f(False, "Also write the base model with the adapter merged in (merged/).")
+    base_adapters: list[str] = _f([], "LoRA adapters merged into the model before training, in "
+                                  "order (DPO after SFT starts from the SFT model: its reference).")
 
 
 @dataclass

@@ -83,8 +83,32 @@ def load_tokenizer(ref: ModelRef) -> Any:
     return tokenizer
 
 
-def load_model(ref: ModelRef, reward_head: bool = False) -> Any:
-    """fp32 weights ready for Trainer; ``reward_head``: a one-logit scoring head (reward model)."""
+def adapters_id(adapters: list[str] | list[Path]) -> str:
+    """A short hash of the adapters' weight files, in order; raises if one is not an adapter."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in map(Path, adapters):
+        weights = sorted(folder.glob("adapter_model.*"))
+        if not (folder / "adapter_config.json").exists() or not weights:
+            raise FactoryError(f"adapter {folder}: no adapter_config.json / adapter_model.* there")
+        for file in [folder / "adapter_config.json", *weights]:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def merge_adapters(model: Any, adapters: list[str] | list[Path]) -> Any:
+    """Fold each LoRA adapter into the weights, in order (an SFT adapter, then DPO on top of it)."""
+    from peft import PeftModel
+
+    for folder in adapters:
+        model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    return model
+
+
+def load_model(ref: ModelRef, reward_head: bool = False, adapters: list[str] | list[Path] = ()) -> Any:
+    """fp32 weights ready for Trainer; ``reward_head``: a one-logit scoring head (reward model);
+    ``adapters``: LoRA adapters merged in first (training starts from the merged model)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -99,7 +123,7 @@ def load_model(ref: ModelRef, reward_head: bool = False) -> Any:
         model.is_quantized = False
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-    return model
+    return merge_adapters(model, adapters) if adapters else model
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log:
     log(f"data: {file} -> {len(train_rows)} train / {len(eval_rows)} eval rows")
 
     ref = resolve_model(config.model)
-    tokenizer, model = load_tokenizer(ref), load_model(ref, reward_head=method == "reward")
+    tokenizer, model = load_tokenizer(ref), load_model(ref, method == "reward", config.base_adapters)
     if method == "reward":  # the scoring head finds each sequence's last token by the pad id
         model.config.pad_token_id = tokenizer.pad_token_id
     facts = model_facts(ref, model)

@@ -5,7 +5,8 @@ embedded GGUF). Requests arriving within ``batch_wait_s`` (default 0.02) form on
 ``concurrency``; one batch decodes at a time on a worker thread. The decode loop is ours, not
 ``generate``: each row samples with its own ``torch.Generator`` seeded from the request, so a
 request's sample does not depend on the batch's random stream (float rounding of a different batch
-shape can still move a near-tie). Options: ``batch_wait_s``, ``n_threads``, ``dtype`` (float32).
+shape can still move a near-tie). Options: ``batch_wait_s``, ``n_threads``, ``dtype`` (float32), ``adapters`` (LoRA adapter folders
+merged into the weights in order: SFT then DPO).
 """
 
 from __future__ import annotations
@@ -26,18 +27,24 @@ class TransformersBackend(Backend):
         wait = float(opts.pop("batch_wait_s", 0.02))
         self.n_threads = opts.pop("n_threads", None)
         self.dtype = str(opts.pop("dtype", "float32"))
+        adapters = opts.pop("adapters", [])
+        self.adapters = [adapters] if isinstance(adapters, str) else list(adapters)
         if opts:
             raise ValueError(f"unknown transformers backend option(s): {', '.join(sorted(opts))}")
         from trainers.models import resolve_model
 
+        from trainers.models import adapters_id
+
         self.ref = resolve_model(settings.model or "smollm2")
+        self._adapters_id = adapters_id(self.adapters)  # also checks that each folder exists
         self._model: Any = None
         self._lock = threading.Lock()
         self.batcher = MicroBatcher(self._run_batch, max(1, settings.concurrency), wait)
 
     @property
     def model_id(self) -> str:
-        return f"hf:{self.ref.name}"
+        # Adapters are named by a hash of their weights: a retrained adapter never hits old cache rows.
+        return f"hf:{self.ref.name}" + (f"+lora:{self._adapters_id}" if self.adapters else "")
 
     def _load(self) -> None:
         with self._lock:
@@ -51,7 +58,7 @@ class TransformersBackend(Backend):
                 torch.set_num_threads(int(self.n_threads))
             self.tokenizer = load_tokenizer(self.ref)
             self.tokenizer.padding_side = "left"  # new tokens line up at the right edge
-            self._model = load_model(self.ref).to(getattr(torch, self.dtype)).eval()
+            self._model = load_model(self.ref, adapters=self.adapters).to(getattr(torch, self.dtype)).eval()
             eos = self._model.generation_config.eos_token_id
             eos = eos if isinstance(eos, list) else [eos]
             self.eos = {e for e in [*eos, self.tokenizer.eos_token_id] if e is not None}

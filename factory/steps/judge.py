@@ -50,6 +50,15 @@ def judge_schema(criteria: list[str]) -> dict[str, Any]:
             "required": ["reasoning", "A", "B", "verdict"], "additionalProperties": False}
 
 
+def judge_messages(question: str, a: str, b: str, criteria: list[str],
+                   system: str | None = None) -> list[dict[str, str]]:
+    """The pairwise prompt with answer ``a`` in position A (``factory eval`` asks it too)."""
+    text = TEMPLATE.format(
+        question=question, a=a, b=b, criteria_list=", ".join(criteria),
+        score_shape="{" + ", ".join(f'"{c}": 0-5' for c in criteria) + "}")
+    return [{"role": "system", "content": system or SYSTEM}, {"role": "user", "content": text}]
+
+
 class JudgePairwiseStep(StepBase):
     """LLM-as-judge on two answers, asked in both orders; disagreement is a tie, not a pair.
 
@@ -70,12 +79,7 @@ class JudgePairwiseStep(StepBase):
 
 class PairwiseJudge(StepRunner):
     def prompt(self, question: str, a: str, b: str) -> list[dict[str, str]]:
-        criteria = self.spec.criteria
-        text = TEMPLATE.format(
-            question=question, a=a, b=b, criteria_list=", ".join(criteria),
-            score_shape="{" + ", ".join(f'"{c}": 0-5' for c in criteria) + "}")
-        return [{"role": "system", "content": self.spec.system or SYSTEM},
-                {"role": "user", "content": text}]
+        return judge_messages(question, a, b, self.spec.criteria, self.spec.system)
 
     def requests(self, fields: dict[str, Any]) -> list[Request] | Rejected:
         question, first, second = (str(fields[c]) for c in self.spec.reads)
