@@ -78,6 +78,19 @@ def test_same_text_alone_batched_and_joining(backend, params):
     assert asyncio.run(join_midway()) == alone
 
 
+def test_samples_of_one_prompt_share_its_cells_and_texts_do_not_change(backend):
+    """n samples of one prompt: the prompt is computed once and copied, and each sample's text is
+    the one it gets alone (where it computes its own prompt)."""
+    requests = [Request.chat(poem(3), SAMPLED, sample_index=i) for i in range(6)]
+    before = backend.shared_prompt_tokens
+    together = asyncio.run(backend.generate(requests))
+    prompt = together[0].prompt_tokens
+    assert backend.shared_prompt_tokens - before == 5 * (prompt - 1)
+    alone = [asyncio.run(backend.generate([r]))[0] for r in requests[:3]]
+    assert [c.text for c in together[:3]] == [c.text for c in alone]
+    assert len({c.text for c in together}) > 1  # different samples, not one copied answer
+
+
 def test_long_prompts_are_batch_invariant(backend):
     """Judge-sized prompts (~400 tokens) decoded beside others give the text they give alone.
 

@@ -3,7 +3,8 @@
 One worker thread owns the llama context and runs the decode loop; ``generate`` only enqueues
 requests and awaits futures that the thread resolves. Each request gets its own KV sequence (a
 "slot") and its own sampler chain seeded from the request, and a new request takes a slot as soon as
-one frees, so the batch stays full. Options (the recipe's ``backend.options``): ``n_threads``
+one frees, so the batch stays full. Samples of one prompt share its KV cells (computed once).
+Options (the recipe's ``backend.options``): ``n_threads``
 (default: the CPUs this process may use), ``n_ctx_per_seq`` (default 2048), ``n_batch`` (default
 512). ``concurrency`` is the number of parallel sequences.
 """
@@ -101,6 +102,7 @@ class LlamaCppBackend(Backend):
         self.n_threads, self.n_ctx_per_seq = n_threads, n_ctx_per_seq
         self._model = None  # loaded on first use: a fully cached rebuild never loads the model
         self._grammars: dict[str, bytes] = {}  # JSON schema -> GBNF, converted once
+        self.shared_prompt_tokens = 0  # prompt tokens copied from a sibling sample, not computed
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -294,27 +296,54 @@ class LlamaCppBackend(Backend):
         return self._grammars[schema]
 
     def _step(self, slots: list[_Seq | None]) -> None:
-        """Decode one prompt chunk of one new sequence, then one token for every generating one.
+        """Share or decode one prompt, then decode one token for every sequence past its prompt.
 
-        Never mix the two in one llama_decode: llama.cpp picks its matmul kernels by ubatch size,
-        so a token decoded beside a 400-token prompt chunk gets other float rounding than the
-        same token decoded alone (measured: greedy texts diverged). A prompt is always cut at the
-        same places (multiples of n_batch) and decoded alone, and generation steps hold only
-        generated tokens, so a request's text does not depend on what else is in flight.
+        Never mix a prompt chunk and generated tokens in one llama_decode: llama.cpp picks its
+        matmul kernels by ubatch size, so a token decoded beside a 400-token prompt chunk gets
+        other float rounding than the same token decoded alone (measured: greedy texts diverged).
+        A prompt, all but its last token, is cut at the same places (multiples of n_batch) and
+        decoded alone; its last token goes with the generation step. So a sequence whose prompt
+        another slot already holds (the n samples of one prompt) copies those KV cells instead
+        of computing them, and gets exactly the cells it would have computed.
         """
         for seq in [s for s in slots if s is not None]:
             if seq.job.future.done():  # the caller cancelled: free the slot
                 self._finish(slots, seq, "error", resolve=False)
         active = [s for s in slots if s is not None]
-        pending = [s for s in active if s.n_past < len(s.prompt)]
+        for seq in active:
+            if seq.n_past == 0 and len(seq.prompt) > 1:
+                self._share_prompt(seq, active)
+        pending = [s for s in active if s.n_past < len(s.prompt) - 1]
         if pending:
             seq = pending[0]
-            take = min(len(seq.prompt) - seq.n_past, self.n_batch)
-            self._decode([(seq, seq.prompt[seq.n_past:seq.n_past + take],
-                           seq.n_past + take == len(seq.prompt))], slots)
-        generating = [s for s in active if s.next_token is not None and slots[s.slot] is s]
-        if generating:
-            self._decode([(s, [s.next_token], True) for s in generating], slots)
+            take = min(len(seq.prompt) - 1 - seq.n_past, self.n_batch)
+            self._decode([(seq, seq.prompt[seq.n_past:seq.n_past + take], False)], slots)
+        work = []
+        for s in active:
+            if slots[s.slot] is not s:
+                continue
+            if s.next_token is not None:
+                work.append((s, [s.next_token], True))
+            elif s.n_past == len(s.prompt) - 1:  # the prompt's last token: its logits start sampling
+                work.append((s, [s.prompt[-1]], True))
+        if work:
+            self._decode(work, slots)
+
+    def _share_prompt(self, seq: _Seq, active: list[_Seq]) -> None:
+        """Copy the prompt's KV cells from a slot with the same prompt already decoded that far.
+
+        Streams are separate (kv_unified off), so llama.cpp copies a whole stream; the donor's
+        cells past the prompt (its generated tokens) are then removed from the copy."""
+        shared = len(seq.prompt) - 1
+        donor = next((d for d in active if d is not seq and d.prompt == seq.prompt and d.n_past >= shared),
+                     None)
+        if donor is None:
+            return
+        L.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
+        L.llama_memory_seq_cp(self._mem, donor.slot, seq.slot, -1, -1)
+        L.llama_memory_seq_rm(self._mem, seq.slot, shared, -1)
+        seq.n_past = shared
+        self.shared_prompt_tokens += shared
 
     def _decode(self, work: list[tuple[_Seq, list[int], bool]], slots: list[_Seq | None]) -> None:
         """One llama_decode over (sequence, tokens, wants logits) items, then sample where asked."""
