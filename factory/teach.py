@@ -161,8 +161,9 @@ def _quiet_libraries() -> None:
     """Our log lines say what each stage did; the libraries' progress bars and notices would bury them."""
     import warnings
 
-    import datasets
     import transformers
+
+    import datasets
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()

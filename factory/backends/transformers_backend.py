@@ -5,8 +5,8 @@ embedded GGUF). Requests arriving within ``batch_wait_s`` (default 0.02) form on
 ``concurrency``; one batch decodes at a time on a worker thread. The decode loop is ours, not
 ``generate``: each row samples with its own ``torch.Generator`` seeded from the request, so a
 request's sample does not depend on the batch's random stream (float rounding of a different batch
-shape can still move a near-tie). Options: ``batch_wait_s``, ``n_threads``, ``dtype`` (float32), ``adapters`` (LoRA adapter folders
-merged into the weights in order: SFT then DPO).
+shape can still move a near-tie). Options: ``batch_wait_s``, ``n_threads``, ``dtype`` (float32),
+``adapters`` (LoRA adapter folders merged into the weights in order: SFT then DPO).
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ class TransformersBackend(Backend):
         self.adapters = [adapters] if isinstance(adapters, str) else list(adapters)
         if opts:
             raise ValueError(f"unknown transformers backend option(s): {', '.join(sorted(opts))}")
-        from trainers.models import resolve_model
-
-        from trainers.models import adapters_id
+        from trainers.models import adapters_id, resolve_model
 
         self.ref = resolve_model(settings.model or "smollm2")
         self._adapters_id = adapters_id(self.adapters)  # also checks that each folder exists
