@@ -192,7 +192,11 @@ async def open_ray_engine(plan: Plan, options: BuildOptions, stack: AsyncExitSta
     if options.budget_usd is not None:
         raise FactoryError("--budget-usd is not supported with --executor ray (each worker would "
                            "count its own spend); run the paid build with the local executor")
+    from factory.cache import default_cache_path
+
     ray = connect(options.address)
+    # Workers do not share the driver's environment or cwd: resolve the cache path here.
+    options = replace(options, cache_path=(options.cache_path or default_cache_path()).resolve())
     count, resources = worker_count(ray, plan, options.workers)
     remote = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES, **resources)(StageWorker)
     shipped = replace(plan, records=[])  # workers need the graph and backends, not the seeds

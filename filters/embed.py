@@ -122,6 +122,7 @@ class Embedder:
                                 normalize_embeddings=True, convert_to_numpy=True,
                                 show_progress_bar=False)
             self.seconds += time.perf_counter() - started
+        if todo:
             new = dict(zip(todo, np.asarray(vecs, dtype=np.float32)))
             self.cache.put_many(new)
             have.update(new)
