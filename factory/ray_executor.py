@@ -148,7 +148,9 @@ class RayEngine(Engine):
                 i = todo.pop()
                 try:
                     outs, stats, calls = await actor.walk.remote(index, chunks[i])
-                except ray.exceptions.RayError as exc:
+                except ray.exceptions.RayTaskError as exc:  # the chunk raised: not retried
+                    raise FactoryError(f"Ray worker: {str(exc).strip().splitlines()[-1]}") from None
+                except ray.exceptions.RayError as exc:  # the worker died more than RETRIES times
                     raise FactoryError(f"a Ray worker failed {RETRIES + 1} times ({type(exc).__name__}); "
                                        "finished calls are cached: rerun to resume") from None
                 results[i] = outs
