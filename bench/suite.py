@@ -16,6 +16,7 @@ The table is printed and the figures are written to bench/results/suite-<time>.j
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -97,6 +98,7 @@ def main() -> None:
     ap.add_argument("--skip", action="append", default=[], choices=["engine", "embedded", "dedup", "ray"],
                     help="leave a figure out (repeatable)")
     args = ap.parse_args()
+    os.environ.setdefault("COLUMNS", "150")  # rich: a readable table when piped to a file
     results = run_all(args.quick, set(args.skip))
     path = report(table_of(results), results, "suite-")
     print(f"figures: {path}")
