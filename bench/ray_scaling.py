@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -51,6 +52,9 @@ def measure(records: int, workers: int = 2, latency: float = 0.05, concurrency: 
                                  for i in range(records)))
         recipe = work / "recipe.yaml"
         recipe.write_text(RECIPE.format(seeds=seeds, concurrency=concurrency, latency=latency))
+        # A throwaway in-process cluster: without this Ray 2.60 writes ~/.ray/auth_token, which
+        # turns token auth on for every later `ray start` on the machine.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         try:
             times, outputs = {}, {}

@@ -69,8 +69,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ray_auth_off():
+    """Ray 2.60 turns on token auth once ~/.ray/auth_token exists (any local `ray.init()` writes
+    it); the tests' loopback cluster and its clients run without it, whatever the home folder has."""
+    before = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # inherited by `ray start` and the CLI subprocesses
+    yield
+    if before is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = before
+
+
 @pytest.fixture(scope="session")
-def ray_address():
+def ray_address(ray_auth_off):
     """A head node with 2 CPUs; `--block` keeps `ray start` in the foreground so that ending that
     one process stops the cluster it started (and nothing else on the machine)."""
     port = free_port()
