@@ -72,14 +72,20 @@ def main() -> None:
     ap.add_argument("--dups", type=int, default=5_000)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    table, results = measure(args.n, args.dups, args.threads)
+    report(table, results, "qc_dedup-")
+
+
+def measure(n: int, dups: int, threads: int = 2) -> tuple[Table, dict]:
+    """Embed n texts (dups of them near-copies), search both paths, compare with brute force."""
     import faiss
     import torch
 
-    torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.threads)
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
     rng = random.Random(1)
-    texts = base_texts(args.n - args.dups)
-    sources = [rng.randrange(len(texts)) for _ in range(args.dups)]
+    texts = base_texts(n - dups)
+    sources = [rng.randrange(len(texts)) for _ in range(dups)]
     texts += [near_copy(texts[i], rng) for i in sources]
     embedder = Embedder(cache_path=None)  # no cache: the embedding time is the real one
     embedder.cache.db = None
@@ -93,11 +99,11 @@ def main() -> None:
         search_s = time.perf_counter() - started
         found = set(map(tuple, pairs.tolist()))
         recall = len(truth & found) / len(truth) if truth else 1.0
-        injected = sum((min(i, len(texts) - args.dups + k), max(i, len(texts) - args.dups + k)) in found
-                       for k, i in enumerate(sources)) / args.dups
+        injected = sum((min(i, len(texts) - dups + k), max(i, len(texts) - dups + k)) in found
+                       for k, i in enumerate(sources)) / dups
         rows[name] = {"method": method, "search_s": search_s, "recall": recall, "injected_found": injected,
                       "ratio": (embed_s + search_s) / embed_s}
-    table = Table(title=f"dedup at cosine {THRESHOLD}: {len(texts):,} texts, {args.dups:,} injected "
+    table = Table(title=f"dedup at cosine {THRESHOLD}: {len(texts):,} texts, {dups:,} injected "
                         f"near-duplicates; embedding {embed_s:.1f} s ({len(texts) / embed_s:,.0f} texts/s)")
     for col in ("path", "search s", "recall vs numpy", "injected pairs found", "total ÷ embedding"):
         table.add_column(col)
@@ -106,8 +112,8 @@ def main() -> None:
                       f"{r['injected_found']:.1%}", f"{r['ratio']:.3f}")
     table.caption = (f"{len(truth):,} pairs at cosine >= {THRESHOLD} by brute force; targets: exact "
                      "recall 1.0, total ÷ embedding <= 1.1")
-    results = {"n": len(texts), "dups": args.dups, "embed_s": embed_s, "pairs": len(truth), "paths": rows}
-    report(table, results, "qc_dedup-")
+    results = {"n": len(texts), "dups": dups, "embed_s": embed_s, "pairs": len(truth), "paths": rows}
+    return table, results
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ class BuildOptions:
     use_cache: bool = True
     trust_code: bool = False  # --trust-code: allow recipe steps that import user code (module:function)
     budget_usd: float | None = None  # stop before a call could take the build's spend past this
+    executor: str = "local"  # "ray": per-record stages on Ray workers (factory/ray_executor.py)
+    address: str | None = None  # Ray cluster address (host:port); None starts a local Ray
+    workers: int | None = None  # Ray workers (default: one per GPU for GPU backends, else per CPU)
 
 
 @dataclass
@@ -133,12 +136,18 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
     cache = open_cache(options)
     try:
         async with AsyncExitStack() as stack:
-            backends = backends if backends is not None else open_backends(plan, stack)
             budget = Budget(options.budget_usd) if options.budget_usd is not None else None
-            bound = bind_steps(plan, backends, cache, budget)
-            concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
-            engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
-                            on_step_done=on_step_done, seed=plan.seed)
+            if options.executor == "ray":
+                from factory.ray_executor import open_ray_engine
+
+                engine, backends = await open_ray_engine(plan, options, stack, cache, on_step_done)
+                bound = engine.steps
+            else:
+                backends = backends if backends is not None else open_backends(plan, stack)
+                bound = bind_steps(plan, backends, cache, budget)
+                concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
+                engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
+                                on_step_done=on_step_done, seed=plan.seed)
             outcomes = await engine.run(plan.records)
             calls = _calls(plan, bound)
         if budget is not None and budget.exhausted:
@@ -193,7 +202,10 @@ async def _run_qc(plan: Plan, options: BuildOptions,
 
     kept = [o for o in outcomes if isinstance(o, Record)]
     seeds = load_seeds(plan.loaded, options.limit)
-    result = await asyncio.to_thread(run_recipe_qc, plan.recipe.qc, kept, seeds)
+    encode = None
+    if options.executor == "ray":  # embedding batches as Ray tasks; the FAISS search stays here
+        from factory.ray_executor import encode_remote as encode
+    result = await asyncio.to_thread(run_recipe_qc, plan.recipe.qc, kept, seeds, encode)
     return merge_outcomes(outcomes, result), result.summary(len(kept))
 
 

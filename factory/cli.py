@@ -78,11 +78,22 @@ def build(
     budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0, help="stop (exit 4) "
                                                "before a paid call could take spend past this; "
                                                "rerun resumes from the cache"),
+    executor: str = typer.Option("local", "--executor", help="local | ray: run the generation steps "
+                                 "on a Ray cluster's workers (pip install 'factory[ray]')"),
+    address: Optional[str] = typer.Option(None, "--address", help="with --executor ray: the cluster "
+                                          "(host:port of `ray start --head`); default: a local Ray"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="with --executor ray: worker "
+                                          "count (default: one per GPU for GPU backends, else per CPU)"),
 ) -> None:
     """Run a recipe and write its dataset."""
-    options = BuildOptions(limit, output, seed, cache, not no_cache, trust_code, budget_usd)
+    options = BuildOptions(limit, output, seed, cache, not no_cache, trust_code, budget_usd,
+                           executor, address, workers)
 
     def body() -> None:
+        if executor not in ("local", "ray"):
+            raise FactoryError(f"--executor {executor}: one of local, ray")
+        if executor == "local" and (address or workers):
+            raise FactoryError("--address and --workers need --executor ray")
         plan = plan_build(recipe, options)
         out.print(f"{plan.recipe.name}: {len(plan.records)} seed records", style="bold", markup=False,
                   highlight=False)

@@ -133,22 +133,28 @@ class Engine:
                 position.update({id(r): (first + k,) for k, r in enumerate(made)})
                 done += rejects
                 continue
-            gate = asyncio.Semaphore(self.window)
-
-            async def one(record: Record, stage: Stage = stage) -> list[Record | Reject]:
-                async with gate:
-                    outs = await self._walk(record, stage)
+            per_record = await self.walk_stage(stage, current)
+            for record, outs in zip(current, per_record):
                 for k, o in enumerate(outs):  # children sit right after their parent
                     child = o.record if isinstance(o, Reject) else o
-                    if child is not record:
-                        position[id(child)] = position[id(record)] + (k,)
-                return outs
-
-            walked = [o for outs in await asyncio.gather(*(one(r) for r in current)) for o in outs]
+                    # By id, not identity: a remote executor hands back copies of the same record.
+                    position[id(child)] = position[id(record)] + ((k,) if child.id != record.id else ())
+            walked = [o for outs in per_record for o in outs]
             done += [o for o in walked if isinstance(o, Reject)]
             current = [o for o in walked if isinstance(o, Record)]
         return sorted(done + current,
                       key=lambda o: position[id(o.record if isinstance(o, Reject) else o)])
+
+    async def walk_stage(self, stage: Stage, records: list[Record]) -> list[list[Record | Reject]]:
+        """Every record through one per-record stage: its outcomes (itself, children or a reject),
+        one list per input record in input order. The Ray executor overrides this to shard."""
+        gate = asyncio.Semaphore(self.window)
+
+        async def one(record: Record) -> list[Record | Reject]:
+            async with gate:
+                return await self._walk(record, stage)
+
+        return list(await asyncio.gather(*(one(r) for r in records)))
 
     def totals(self, outcomes: list[Record | Reject], input_count: int) -> dict[str, Any]:
         created = sum(s.created for s in self.stats.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,18 @@ from filters.base import QCContext, QCResult
 from filters.config import build_chain
 
 
-def run_recipe_qc(blocks: list[Any], kept: list[Record], seeds: list[dict[str, Any]]) -> QCResult:
-    """Run the chain on the engine's kept records; the seeds feed dedup-against-seeds and drift."""
-    return build_chain(blocks).run(kept, QCContext(seeds=seeds))
+def run_recipe_qc(blocks: list[Any], kept: list[Record], seeds: list[dict[str, Any]],
+                  encode: Callable[[str, list[str]], Any] | None = None) -> QCResult:
+    """Run the chain on the engine's kept records; the seeds feed dedup-against-seeds and drift.
+    ``encode(model, texts)`` replaces the in-process embedding model (the Ray executor's tasks)."""
+    chain = build_chain(blocks)
+    if encode is not None:
+        from filters.embed import Embedder
+
+        for f in chain.filters:
+            if hasattr(f, "embedder") and f.embedder is None:  # dedup, drift
+                f.embedder = Embedder(f.block.model, encode=encode)
+    return chain.run(kept, QCContext(seeds=seeds))
 
 
 def merge_outcomes(outcomes: list[Record | Reject], result: QCResult) -> list[Record | Reject]:

@@ -96,9 +96,10 @@ def default_embedding_cache() -> Path | None:
 
 class Embedder:
     def __init__(self, spec: str = DEFAULT_MODEL, cache_path: Path | None = None,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 64, encode: Any = None) -> None:
         self.spec = spec
         self.batch_size = batch_size
+        self.remote = encode  # encode(spec, texts) -> vectors elsewhere (Ray tasks); None: here
         self.cache = EmbeddingCache(cache_path if cache_path is not None else default_embedding_cache(),
                                     str(resolve_embedder(spec)))
         self.seconds = 0.0  # time spent in the model (benchmarks compare against it)
@@ -110,13 +111,18 @@ class Embedder:
         keys = [text_key(t) for t in texts]
         have = self.cache.get_many(sorted(set(keys)))
         todo = {k: t for k, t in zip(keys, texts) if k not in have}
-        if todo:
+        if todo and self.remote is not None:
+            started = time.perf_counter()
+            vecs = self.remote(self.spec, list(todo.values()))
+            self.seconds += time.perf_counter() - started
+        elif todo:
             model = load_embedder(self.spec)  # loaded first: `seconds` counts embedding only
             started = time.perf_counter()
             vecs = model.encode(list(todo.values()), batch_size=self.batch_size,
                                 normalize_embeddings=True, convert_to_numpy=True,
                                 show_progress_bar=False)
             self.seconds += time.perf_counter() - started
+        if todo:
             new = dict(zip(todo, np.asarray(vecs, dtype=np.float32)))
             self.cache.put_many(new)
             have.update(new)
