@@ -62,6 +62,8 @@ def eval_command(
     judge_backend: str = typer.Option("llama_cpp", "--judge-backend", help="backend for the judge"),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="judge model (default: "
                                               "the backend's; 'embedded' for llama_cpp)"),
+    judge_options: list[str] = typer.Option([], "--judge-option", help="judge backend option key=value "
+                                            "(e.g. base_url=http://127.0.0.1:8000/v1)"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="use the first N judge prompts"),
     output: Optional[Path] = typer.Option(None, "--output", help="JSON results file (default: beside "
                                           "the last adapter, else ./eval/)"),
@@ -86,7 +88,8 @@ def eval_command(
             results.append((result, path))
         if judge_prompts is not None:
             prompts = _prompts(judge_prompts, limit)
-            result = asyncio.run(_judged(model, adapter, base, prompts, judge_backend, judge_model,
+            opts = _options(judge_options)
+            result = asyncio.run(_judged(model, adapter, base, prompts, (judge_backend, judge_model, opts),
                                          batch_size, threads, max_tokens, win_rate))
             path = (output.with_name(output.stem + "_winrate.json") if output
                     else folder / f"winrate_{tag}.json")
@@ -121,17 +124,30 @@ def _prompts(path: Path, limit: int | None) -> list[str]:
     return prompts[:limit] if limit else prompts
 
 
-async def _judged(model: str, adapters: list[Path], base: str | None, prompts: list[str], judge_name: str,
-                  judge_model: str | None, batch: int, threads: int | None, max_tokens: int,
-                  win_rate: Any) -> dict[str, Any]:
+def _options(items: list[str]) -> dict[str, Any]:
+    from ruamel.yaml import YAML
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise FactoryError(f"--judge-option {item}: expected key=value")
+        out[key.strip()] = YAML(typ="safe").load(raw) if raw else None
+    return out
+
+
+async def _judged(model: str, adapters: list[Path], base: str | None, prompts: list[str],
+                  judge_spec: tuple[str, str | None, dict[str, Any]], batch: int, threads: int | None,
+                  max_tokens: int, win_rate: Any) -> dict[str, Any]:
     from factory.backends import BackendSettings, backend_class
     from factory.backends.base import SamplingParams
 
     candidate = _backend(model, adapters, batch, threads)
     opponent = _backend(base or model, [], batch, threads)
+    judge_name, judge_model, judge_options = judge_spec
     model_name = judge_model or ("embedded" if judge_name == "llama_cpp" else None)
     try:
-        judge = backend_class(judge_name)(BackendSettings(model_name, 8, {}))
+        judge = backend_class(judge_name)(BackendSettings(model_name, 8, judge_options))
     except (KeyError, ValueError, RuntimeError, OSError) as exc:
         raise FactoryError(f"--judge-backend {judge_name}: {exc}") from None
     params = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_tokens=400)

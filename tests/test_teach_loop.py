@@ -129,3 +129,21 @@ def test_eval_command_on_the_recipe_held_out_set(loop):
     assert [r["output"] for r in ev["rows"]] == [r["output"] for r in built["rows"]]
     assert ev["model"] == built["model"] and "+lora:" in ev["model"]
     assert "not copyable" in cli.stdout and str(out) in cli.stdout
+
+
+def test_eval_command_judge_win_rate_counts_add_up(loop):
+    folder, tiny, train, test, result = loop
+    prompts = folder / "prompts.jsonl"
+    prompts.write_text("\n".join(json.dumps({"prompt": f"Say something about {w}."})
+                                  for w in ("rain", "bread", "chess")) + "\n")
+    adapter = folder / "runs" / "round_1" / "sft" / "adapter"
+    cli = run_cli("eval", str(tiny), "--adapter", str(adapter), "--judge-prompts", str(prompts),
+                  "--judge-backend", "fake", "--judge-option", "default=no verdict here",
+                  "--max-tokens", "6", "--threads", "1")
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    saved = json.loads((adapter / f"winrate_{tiny.name}+adapter.json").read_text())
+    assert saved["n"] == 3 == saved["win"] + saved["tie"] + saved["loss"]
+    assert saved["ties_from_unparseable"] == 3 and saved["judge"] == "fake-1"
+    assert "pairwise_win_rate" in (adapter / "README.md").read_text()
+    bad = run_cli("eval", str(tiny), "--judge-prompts", str(prompts), "--judge-option", "nokey")
+    assert bad.returncode != 0 and "expected key=value" in bad.stderr and "Traceback" not in bad.stderr

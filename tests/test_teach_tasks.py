@@ -169,3 +169,26 @@ def test_eval_cli_errors_are_one_line(tmp_path):
     assert "Traceback" not in result.stderr
     result = run_cli("eval", "smollm2")
     assert result.returncode != 0 and "give --task and/or --judge-prompts" in result.stderr
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def test_shipped_teach_sort_holds_out_200_problems_copying_cannot_solve():
+    from factory.recipe_loader import load_recipe
+    from factory.teach import task_problems
+
+    train, test = task_problems(load_recipe(ROOT / "recipes" / "teach_sort.yaml"))
+    assert sum(not p.copyable for p in test) >= 200
+    assert not {p.question for p in train} & {p.question for p in test}
+
+
+def test_shipped_teach_gsm8k_reads_the_shared_split():
+    if not (ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl").exists():
+        pytest.skip("../shared/data/gsm8k is not here")
+    from factory.recipe_loader import load_recipe
+    from factory.teach import task_problems
+
+    train, test = task_problems(load_recipe(ROOT / "recipes" / "teach_gsm8k.yaml"))
+    assert (len(train), len(test)) == (1000, 500)
+    assert all(re.fullmatch(r"-?[\d.]+", p.answer) for p in train + test)
