@@ -31,10 +31,17 @@ def task_problems(loaded: LoadedRecipe) -> tuple[list[Problem], list[Problem]]:
     task = loaded.recipe.task
     assert task is not None
     try:
-        return task_split(task.family, task.train, task.test, task.seed, task.options,
-                          loaded.path.parent)
+        train, test = task_split(task.family, task.train, task.test, task.seed, task.options,
+                                 loaded.path.parent)
     except FactoryError as exc:
         raise loaded.error(("task",), str(exc)) from None
+    held_out = {p.question for p in test}
+    for i, step in enumerate(loaded.recipe.steps):  # a few-shot example must not give away a test answer
+        for j, example in enumerate(getattr(step, "examples", [])):
+            if example.user.strip() in held_out:
+                raise loaded.error(("steps", i, "examples", j, "user"), "this example is a held-out "
+                                   "test problem; pick another")
+    return train, test
 
 
 def evaluate_model(model: str, adapters: list[Path], problems: list[Problem], plan: Plan) -> dict[str, Any]:
@@ -159,8 +166,10 @@ def run_teach(plan: Plan, options: BuildOptions, first_build: Any, log: Log) -> 
 
 def _quiet_libraries() -> None:
     """Our log lines say what each stage did; the libraries' progress bars and notices would bury them."""
+    import os
     import warnings
 
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own tqdm bar
     import transformers
 
     import datasets

@@ -104,6 +104,17 @@ def test_n_samples_of_the_rendered_prompt_best_and_worst_and_pass_at_k():
     assert stats["rates"] == {"pass@1": 0.2, "pass@2": 0.4, "pass@5": 1.0, "sample_pass_rate": 0.2}
 
 
+def test_few_shot_examples_are_earlier_turns_of_every_sample():
+    backend = fake(**COUNTING)
+    examples = [{"user": "Solve: 1 + 1?", "assistant": "Answer: 2"}, {"user": "Solve: 4 - 1?",
+                                                                      "assistant": "Answer: 3"}]
+    (out,), _ = run(spec(examples=examples), backend, [{"question": "2 + 1?", "answer": "3"}])
+    assert {r.messages for r in backend.seen} == {(
+        ("system", "Think, then write Answer: N."), ("user", "Solve: 1 + 1?"), ("assistant", "Answer: 2"),
+        ("user", "Solve: 4 - 1?"), ("assistant", "Answer: 3"), ("user", "Solve: 2 + 1?"))}
+    assert out.fields["best"] == "Let me count. Answer: 3"  # the record keeps only its own answer
+
+
 def test_pass_at_k_over_the_set_counts_rejected_prompts_too():
     rows = [{"question": "a", "answer": "3"}, {"question": "b", "answer": "99"}]
     outs, stats = run(spec(), fake(**COUNTING), rows)

@@ -156,6 +156,15 @@ def test_teach_sections_are_checked_at_load(extra, message, write_recipe):
     assert re.search(r"recipe.yaml:\d+: ", result.stderr)
 
 
+def test_a_few_shot_example_that_is_a_test_problem_is_refused(write_recipe, tmp_path):
+    _, test = task_split("sort_numbers", 10, 10, 0, {}, tmp_path)
+    text = TEACH_HEAD.format(extra="").replace(
+        "n: 2,", f"n: 2, examples: [{{user: '{test[3].question}', assistant: '{test[3].answer}'}}],")
+    result = run_cli("build", str(write_recipe(text)), "--dry-run")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "recipe.yaml:7: steps[0].examples[0].user: this example is a held-out test problem" in result.stderr
+
+
 def test_unknown_family_names_the_line(write_recipe):
     text = TEACH_HEAD.format(extra="").replace("family: sort_numbers", "family: sort_number")
     result = run_cli("validate", str(write_recipe(text)))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,9 +123,13 @@ def render(template: str, fields: dict[str, Any]) -> str:
     return template.format_map({k: v if isinstance(v, str) else str(v) for k, v in fields.items()})
 
 
-def template_chat(system: str | None, prompt: str, fields: dict[str, Any]) -> list[dict[str, str]]:
-    """A system (optional) + user chat rendered from a step's templates."""
+def template_chat(system: str | None, prompt: str, fields: dict[str, Any],
+                  examples: Sequence[tuple[str, str]] = ()) -> list[dict[str, str]]:
+    """A system (optional) + user chat rendered from a step's templates; ``examples`` (user,
+    assistant) pairs go before the prompt as earlier turns (few-shot)."""
     chat = [{"role": "system", "content": render(system, fields)}] if system else []
+    for user, assistant in examples:
+        chat += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
     return chat + [{"role": "user", "content": render(prompt, fields)}]
 
 

@@ -22,7 +22,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from factory.backends.base import Request
 from factory.record import Rejected
-from factory.schema import StepBase, check_template
+from factory.schema import StepBase, Strict, check_template
 from factory.scorers import JudgeScorer, Scorer, VerifierScorer, make_scoring, validate_scorer
 from factory.steps.base import StepContext, StepRunner, render, template_chat
 from factory.verifiers import is_user_verifier
@@ -39,12 +39,20 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+class FewShot(Strict):
+    user: str = Field(min_length=1, description="an example prompt (plain text, not a template)")
+    assistant: str = Field(min_length=1, description="its answer")
+
+
 class RejectionSamplingStep(StepBase):
     """N samples per prompt, scored; writes [best, worst, scores, pass_at_k]."""
 
     kind: Literal["rejection_sampling"]
     prompt: str = Field(description="template; {column} inserts a column the step reads")
     system: str | None = Field(None, description="system message (template too)")
+    examples: list[FewShot] = Field(default_factory=list, description="worked examples shown as "
+                                    "earlier chat turns when sampling (few-shot); the dataset keeps "
+                                    "the bare prompt, so training distills them away (as in STaR)")
     n: int = Field(8, ge=1, le=256, description="samples per prompt")
     k: list[int] = Field(default_factory=lambda: [1], min_length=1, description="pass@k for each k <= n")
     scorer: Scorer
@@ -96,7 +104,8 @@ class RejectionSampling(StepRunner):
         return self._scoring
 
     def messages(self, fields: dict[str, Any]) -> list[dict[str, str]]:
-        return template_chat(self.spec.system, self.spec.prompt, fields)
+        return template_chat(self.spec.system, self.spec.prompt, fields,
+                             [(e.user, e.assistant) for e in self.spec.examples])
 
     def sample_requests(self, fields: dict[str, Any]) -> list[Request]:
         # Not ``requests``: the scorer's calls (a judge) come after, so a dry run cannot count them.
