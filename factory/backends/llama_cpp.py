@@ -3,8 +3,8 @@
 One worker thread owns the llama context and runs the decode loop; ``generate`` only enqueues
 requests and awaits futures that the thread resolves. Each request gets its own KV sequence (a
 "slot") and its own sampler chain seeded from the request, and a new request takes a slot as soon as
-one frees, so the batch stays full. Samples of one prompt share its KV cells (computed once).
-Options (the recipe's ``backend.options``): ``n_threads``
+one frees, so the batch stays full. Samples of one prompt share its KV cells (computed once;
+``share_prompts: false`` turns that off). Options (the recipe's ``backend.options``): ``n_threads``
 (default: the CPUs this process may use), ``n_ctx_per_seq`` (default 2048), ``n_batch`` (default
 512). ``concurrency`` is the number of parallel sequences.
 """
@@ -81,6 +81,7 @@ class LlamaCppBackend(Backend):
         n_threads = int(opts.pop("n_threads", len(os.sched_getaffinity(0))))
         n_ctx_per_seq = int(opts.pop("n_ctx_per_seq", 2048))
         self.n_batch = int(opts.pop("n_batch", 512))
+        self.share_prompts = bool(opts.pop("share_prompts", True))  # off: only to measure the gain
         if opts:
             raise ValueError(f"unknown llama_cpp backend option(s): {', '.join(sorted(opts))}")
         self.n_seq = max(1, int(settings.concurrency))
@@ -311,7 +312,7 @@ class LlamaCppBackend(Backend):
                 self._finish(slots, seq, "error", resolve=False)
         active = [s for s in slots if s is not None]
         for seq in active:
-            if seq.n_past == 0 and len(seq.prompt) > 1:
+            if self.share_prompts and seq.n_past == 0 and len(seq.prompt) > 1:
                 self._share_prompt(seq, active)
         pending = [s for s in active if s.n_past < len(s.prompt) - 1]
         if pending:
