@@ -162,7 +162,8 @@ def test_a_few_shot_example_that_is_a_test_problem_is_refused(write_recipe, tmp_
         "n: 2,", f"n: 2, examples: [{{user: '{test[3].question}', assistant: '{test[3].answer}'}}],")
     result = run_cli("build", str(write_recipe(text)), "--dry-run")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "recipe.yaml:7: steps[0].examples[0].user: this example is a held-out test problem" in result.stderr
+    wanted = "recipe.yaml:7: steps[0].examples[0].user: this example is a held-out test problem"
+    assert wanted in result.stderr
 
 
 def test_unknown_family_names_the_line(write_recipe):
