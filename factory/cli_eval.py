@@ -33,16 +33,6 @@ def problems_for(task: str, count: int, skip: int, seed: int) -> list[Any]:
     return generate_split(task, skip, count, seed)[1]
 
 
-def _backend(model: str, adapters: list[Path], batch: int, threads: int | None) -> Any:
-    from factory.backends import BackendSettings
-    from factory.backends.transformers_backend import TransformersBackend
-
-    options: dict[str, Any] = {"adapters": [str(a) for a in adapters]}
-    if threads:
-        options["n_threads"] = threads
-    return TransformersBackend(BackendSettings(model, batch, options))
-
-
 def eval_command(
     model: str = typer.Argument(..., help="base model: smollm2 (embedded), an HF folder or a .gguf file"),
     adapter: list[Path] = typer.Option([], "--adapter", help="LoRA adapter folder, merged in order "
@@ -70,7 +60,7 @@ def eval_command(
 ) -> None:
     """Greedy held-out accuracy (95% CI, copyable vs not) and/or judge win rate; JSON + model card."""
     from factory.cli import _guard, out
-    from factory.evaluate import accuracy, save_result, summary_line, win_rate
+    from factory.evaluate import accuracy, closing, decoder, save_result, summary_line, win_rate
 
     def body() -> None:
         if task is None and judge_prompts is None:
@@ -81,8 +71,8 @@ def eval_command(
         results = []
         if task is not None:
             problems = problems_for(task, count, skip, seed)
-            backend = _backend(model, adapter, batch_size, threads)
-            result = asyncio.run(_closing(accuracy(backend, problems, max_tokens), backend))
+            backend = decoder(model, adapter, batch_size, threads)
+            result = asyncio.run(closing(accuracy(backend, problems, max_tokens), backend))
             path = output or folder / f"eval_{Path(task).stem}.json"
             save_result(result, path, card)
             results.append((result, path))
@@ -100,14 +90,6 @@ def eval_command(
             out.print(f"  -> {path}", markup=False, highlight=False)
 
     _guard(body)
-
-
-async def _closing(coro: Any, *backends: Any) -> Any:
-    try:
-        return await coro
-    finally:
-        for b in backends:
-            await b.close()
 
 
 def _prompts(path: Path, limit: int | None) -> list[str]:
@@ -140,16 +122,15 @@ async def _judged(model: str, adapters: list[Path], base: str | None, prompts: l
                   judge_spec: tuple[str, str | None, dict[str, Any]], batch: int, threads: int | None,
                   max_tokens: int, win_rate: Any) -> dict[str, Any]:
     from factory.backends import BackendSettings, backend_class
-    from factory.backends.base import SamplingParams
+    from factory.evaluate import closing, decoder, greedy
 
-    candidate = _backend(model, adapters, batch, threads)
-    opponent = _backend(base or model, [], batch, threads)
+    candidate = decoder(model, adapters, batch, threads)
+    opponent = decoder(base or model, [], batch, threads)
     judge_name, judge_model, judge_options = judge_spec
     model_name = judge_model or ("embedded" if judge_name == "llama_cpp" else None)
     try:
         judge = backend_class(judge_name)(BackendSettings(model_name, 8, judge_options))
     except (KeyError, ValueError, RuntimeError, OSError) as exc:
         raise FactoryError(f"--judge-backend {judge_name}: {exc}") from None
-    params = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_tokens=400)
-    return await _closing(win_rate(candidate, opponent, judge, prompts, params, max_tokens),
-                          candidate, opponent, judge)
+    return await closing(win_rate(candidate, opponent, judge, prompts, greedy(400), max_tokens),
+                         candidate, opponent, judge)

@@ -35,6 +35,28 @@ def _share(passes: Sequence[bool]) -> dict[str, Any]:
     return {"n": n, "correct": k, "accuracy": round(k / n, 4) if n else 0.0, "ci95": wilson(k, n)}
 
 
+def decoder(model: str, adapters: Sequence[Path] = (), batch: int = 32,
+            threads: int | None = None) -> Backend:
+    """The transformers decoder every eval uses (base and trained alike): ``model`` with the LoRA
+    ``adapters`` merged in order, ``batch`` problems per decode."""
+    from factory.backends import BackendSettings
+    from factory.backends.transformers_backend import TransformersBackend
+
+    options: dict[str, Any] = {"adapters": [str(a) for a in adapters]}
+    if threads:
+        options["n_threads"] = threads
+    return TransformersBackend(BackendSettings(model, batch, options))
+
+
+async def closing(coro: Any, *backends: Backend) -> Any:
+    """Await ``coro``, then close ``backends`` whatever happened."""
+    try:
+        return await coro
+    finally:
+        for backend in backends:
+            await backend.close()
+
+
 def greedy(max_tokens: int) -> SamplingParams:
     return SamplingParams(temperature=0.0, top_p=1.0, top_k=0, max_tokens=max_tokens)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from factory.build import BuildOptions, Plan, run_build
 from factory.errors import FactoryError
-from factory.evaluate import accuracy, save_result, summary_line
+from factory.evaluate import accuracy, closing, decoder, save_result, summary_line
 from factory.recipe import BackendBlock
 from factory.recipe_loader import LoadedRecipe
 from factory.tasks import Problem, task_split
@@ -46,23 +46,10 @@ def task_problems(loaded: LoadedRecipe) -> tuple[list[Problem], list[Problem]]:
 
 def evaluate_model(model: str, adapters: list[Path], problems: list[Problem], plan: Plan) -> dict[str, Any]:
     """Greedy accuracy of ``model`` (+ adapters merged in order) on the transformers decoder."""
-    from factory.backends import BackendSettings
-    from factory.backends.transformers_backend import TransformersBackend
-
     block = plan.recipe.eval
     assert block is not None
-    options: dict[str, Any] = {"adapters": [str(a) for a in adapters]}
-    if block.threads:
-        options["n_threads"] = block.threads
-    backend = TransformersBackend(BackendSettings(model, block.batch_size, options))
-
-    async def run() -> dict[str, Any]:
-        try:
-            return await accuracy(backend, problems, block.max_tokens, block.system)
-        finally:
-            await backend.close()
-
-    return asyncio.run(run())
+    backend = decoder(model, adapters, block.batch_size, block.threads)
+    return asyncio.run(closing(accuracy(backend, problems, block.max_tokens, block.system), backend))
 
 
 def resample_plan(plan: Plan, model: str, adapters: list[Path], round_no: int) -> Plan:
