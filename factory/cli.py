@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -22,6 +22,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Recipes in, post-training datasets out.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+# How `factory qc` and `factory audit` read a dataset whose format is not detected.
+FormatOption = Annotated[Optional[str], typer.Option("--format", help="dpo | sft | columns (default: "
+                                                                     "detected)")]
+PromptColumnOption = Annotated[Optional[str], typer.Option(
+    "--prompt-column", help="columns format: the instruction column (default: detected)")]
+ResponseColumnOption = Annotated[Optional[str], typer.Option(
+    "--response-column", help="columns format: the response column (default: detected)")]
 
 
 def _fail(message: str, code: int) -> None:
@@ -336,11 +345,9 @@ def qc(
                                           "rejects.jsonl, qc_stats.json (default: DATASET-qc)"),
     seeds: Optional[Path] = typer.Option(None, "--seeds", help="seed file for dedup-against-seeds "
                                          "and the drift check"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="dpo | sft | columns (default: detected)"),
-    prompt_column: Optional[str] = typer.Option(None, "--prompt-column", help="columns format: the "
-                                                "instruction column (default: detected)"),
-    response_column: Optional[str] = typer.Option(None, "--response-column", help="columns format: "
-                                                  "the response column (default: detected)"),
+    fmt: FormatOption = None,
+    prompt_column: PromptColumnOption = None,
+    response_column: ResponseColumnOption = None,
 ) -> None:
     """Run a QC chain on an existing dataset: keep, drop (with reasons) and count."""
 
@@ -366,11 +373,9 @@ def audit(
                                           "DATASET/audit.html or DATASET.audit.html)"),
     chain: Optional[Path] = typer.Option(None, "--chain", help="chain YAML (default by format)"),
     seeds: Optional[Path] = typer.Option(None, "--seeds", help="seed file for the drift check"),
-    fmt: Optional[str] = typer.Option(None, "--format", help="dpo | sft | columns (default: detected)"),
-    prompt_column: Optional[str] = typer.Option(None, "--prompt-column", help="columns format: the "
-                                                "instruction column (default: detected)"),
-    response_column: Optional[str] = typer.Option(None, "--response-column", help="columns format: "
-                                                  "the response column (default: detected)"),
+    fmt: FormatOption = None,
+    prompt_column: PromptColumnOption = None,
+    response_column: ResponseColumnOption = None,
 ) -> None:
     """Report-only QC with one self-contained HTML page (plots, groups, a sample to review)."""
 
