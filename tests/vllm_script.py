@@ -33,10 +33,11 @@ def main(folder: str, n_prompts: int, max_tokens: int, samples: int) -> None:
         out = await backend.generate(requests)
         first = time.perf_counter() - t
         again = await backend.generate(requests[:1])  # alone: the same seed gives the same text
-        return out, first, again[0]
+        score = backend.score(["The quick brown fox jumps over the lazy dog."])[0]
+        await backend.close()
+        return out, first, again[0], score
 
-    out, gen_s, alone = asyncio.run(run())
-    score = backend.score(["The quick brown fox jumps over the lazy dog."])[0]
+    out, gen_s, alone, score = asyncio.run(run())
     print(MARK + json.dumps({"load_s": load_s, "gen_s": gen_s, "texts": [c.text for c in out],
                       "errors": [c.error for c in out if c.error], "alone": alone.text,
                       "completion_tokens": sum(c.completion_tokens for c in out),

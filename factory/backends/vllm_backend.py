@@ -122,4 +122,8 @@ class VLLMBackend(Backend):
 
     async def close(self) -> None:
         await self.batcher.close()
-        self._llm = None
+        if self._llm is not None:
+            # Stop the engine-core process now: left to interpreter exit, its threads can be torn
+            # down while joinable and abort the process ("terminate called without an active exception").
+            self._llm.llm_engine.engine_core.shutdown()
+            self._llm = None
