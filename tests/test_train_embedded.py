@@ -31,3 +31,26 @@ def test_one_sft_step_on_smollm2(tmp_path):
     result = train_sft(config, tmp_path, log=lambda _: None)
     assert len(result.losses()) == 1 and 0 < result.losses()[0] < 20
     assert all(n > 0 for n in lora_b_norms(result.adapter_dir))
+
+
+def test_gguf_loads_from_a_bit_identical_fp32_copy(monkeypatch):
+    import torch
+
+    from trainers import models
+
+    ref = resolve_model("smollm2")
+    model = models.load_model(ref)  # makes the copy when this machine has none yet
+    copy = models.fp32_copy(ref, make=False)
+    assert copy.gguf_file is None and (copy.folder / "model.safetensors").exists()
+    direct = models.load_gguf_model(ref).state_dict()
+    copied = model.state_dict()
+    assert direct.keys() == copied.keys() and all(torch.equal(direct[k], copied[k]) for k in direct)
+    assert model.config._name_or_path == str(ref.folder)  # adapters name the GGUF's folder, not the copy
+    from transformers import AutoTokenizer
+
+    gguf_tokenizer = AutoTokenizer.from_pretrained(ref.folder, gguf_file=ref.gguf_file)
+    chat = [{"role": "user", "content": "Sort these numbers: 29, 8, 1."}]
+    assert (models.load_tokenizer(ref).apply_chat_template(chat, tokenize=True)
+            == gguf_tokenizer.apply_chat_template(chat, tokenize=True))
+    monkeypatch.setattr(models, "GGUF_COPY_MAX_BYTES", 1024)  # too big for a copy: read directly
+    assert models.fp32_copy(ref, make=True) == ref

@@ -51,9 +51,35 @@ def resolve_model(spec: str) -> ModelRef:
                        f"or '{EMBEDDED}' (nothing is downloaded)")
 
 
+# A GGUF up to this size is read from an fp32 safetensors copy made on first load: transformers'
+# GGUF reader dequantizes in Python (the embedded 135M model: ~25 s per load, its tokenizer ~6 s,
+# against ~1 s from the copy), and the teach loop loads the base model five times. Bigger GGUFs
+# would cost 4-8x their size on disk, so they are read directly.
+GGUF_COPY_MAX_BYTES = 1 << 30
+
+
+def fp32_copy(ref: ModelRef, make: bool) -> ModelRef:
+    """The safetensors copy of a GGUF ``ref`` (weights identical bit for bit), made when ``make``;
+    ``ref`` itself when it is no GGUF, too big, or the copy is absent and not to be made."""
+    if ref.gguf_file is None:
+        return ref
+    from factory.backends.hf_convert import default_hf_dir, save_dequantized
+
+    file = ref.folder / ref.gguf_file
+    stat = file.stat()
+    if stat.st_size > GGUF_COPY_MAX_BYTES:
+        return ref
+    # size and mtime in the name: a changed file gets a new copy
+    out = default_hf_dir(f"{file.stem}-{stat.st_size}-{stat.st_mtime_ns}-float32")
+    if (out / "config.json").exists():
+        return ModelRef(out)
+    return ModelRef(save_dequantized(ref, out, "float32")) if make else ref
+
+
 def load_config(ref: ModelRef) -> Any:
     from transformers import AutoConfig
 
+    ref = fp32_copy(ref, make=False)
     return AutoConfig.from_pretrained(ref.folder, gguf_file=ref.gguf_file)
 
 
@@ -77,6 +103,7 @@ def load_tokenizer(ref: ModelRef) -> Any:
 
     if not has_tokenizer(ref):
         raise FactoryError(f"model {ref.folder}: no tokenizer files (tokenizer.json) beside config.json")
+    ref = fp32_copy(ref, make=False)
     tokenizer = AutoTokenizer.from_pretrained(ref.folder, gguf_file=ref.gguf_file)
     if tokenizer.pad_token is None:  # batching needs one; eos is the usual stand-in
         tokenizer.pad_token = tokenizer.eos_token
@@ -112,18 +139,34 @@ def load_model(ref: ModelRef, reward_head: bool = False, adapters: list[str] | l
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    readable = fp32_copy(ref, make=True)
+    if readable.gguf_file:
+        model = load_gguf_model(readable, reward_head)
+    elif reward_head:
+        model = AutoModelForSequenceClassification.from_pretrained(readable.folder, dtype=torch.float32,
+                                                                   num_labels=1)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(readable.folder, dtype=torch.float32)
+    model.config._name_or_path = str(ref.folder)  # adapters name the model asked for, not the copy
+    return merge_adapters(model, adapters) if adapters else model
+
+
+def load_gguf_model(ref: ModelRef, reward_head: bool = False) -> Any:
+    """Dequantize a GGUF with transformers; Trainer only needs to stop seeing its quantization flags."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
     if reward_head:
         model = AutoModelForSequenceClassification.from_pretrained(
             ref.folder, gguf_file=ref.gguf_file, dtype=torch.float32, num_labels=1)
     else:
         model = AutoModelForCausalLM.from_pretrained(ref.folder, gguf_file=ref.gguf_file,
                                                      dtype=torch.float32)
-    if ref.gguf_file:  # dequantized already; Trainer only needs to stop seeing the GGUF flags
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-    return merge_adapters(model, adapters) if adapters else model
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
 
 
 @dataclass(frozen=True)
