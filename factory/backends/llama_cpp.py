@@ -6,7 +6,8 @@ requests and awaits futures that the thread resolves. Each request gets its own 
 one frees, so the batch stays full. Samples of one prompt share its KV cells (computed once;
 ``share_prompts: false`` turns that off). Options (the recipe's ``backend.options``): ``n_threads``
 (default: the CPUs this process may use), ``n_ctx_per_seq`` (default 2048), ``n_batch`` (default
-512). ``concurrency`` is the number of parallel sequences.
+512), ``flash_attn`` (default false: faster, but a text then depends on what shares its batch).
+``concurrency`` is the number of parallel sequences.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class LlamaCppBackend(Backend):
         n_ctx_per_seq = int(opts.pop("n_ctx_per_seq", 2048))
         self.n_batch = int(opts.pop("n_batch", 512))
         self.share_prompts = bool(opts.pop("share_prompts", True))  # off: only to measure the gain
+        self.flash_attn = bool(opts.pop("flash_attn", False))
         if opts:
             raise ValueError(f"unknown llama_cpp backend option(s): {', '.join(sorted(opts))}")
         self.n_seq = max(1, int(settings.concurrency))
@@ -95,6 +97,8 @@ class LlamaCppBackend(Backend):
             if not self.path.is_file():
                 raise FileNotFoundError(f"GGUF model not found: {self.path}")
             self._model_id = f"{self.path.name}:{self.path.stat().st_size}"
+        if self.flash_attn:  # other numerics, other texts: never mixed with the default's cache rows
+            self._model_id += "+flash_attn"
 
         # llama.cpp logs every load detail to stderr; keep errors only unless the user chose a level.
         log = logging.getLogger("llama-cpp-python")
@@ -127,9 +131,11 @@ class LlamaCppBackend(Backend):
         cp.n_threads = cp.n_threads_batch = n_threads
         # Batch invariance (measured): with one KV stream per sequence, flash attention off, and
         # prompts decoded apart from generated tokens (see _step), a request gives the same text
-        # alone or batched. A unified cache, or flash attention on long prompts, does not.
+        # alone or batched. A unified cache does not; flash attention (~18% more tokens/s on
+        # 2 cores) changed 3 of 16 greedy and 7 of 16 sampled texts of mixed-length prompts.
         cp.kv_unified = False
-        cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        cp.flash_attn_type = (L.LLAMA_FLASH_ATTN_TYPE_AUTO if self.flash_attn
+                              else L.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         cp.no_perf = True
         self._ctx = L.llama_init_from_model(self._model, cp)
         if not self._ctx:
