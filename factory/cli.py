@@ -88,7 +88,7 @@ def build(
                                                "before a paid call could take spend past this; "
                                                "rerun resumes from the cache"),
     executor: str = typer.Option("local", "--executor", help="local | ray: run the generation steps "
-                                 "on a Ray cluster's workers (pip install 'factory[ray]')"),
+                                 "on a Ray cluster's workers (pip install 'factory\\[ray]')"),
     address: Optional[str] = typer.Option(None, "--address", help="with --executor ray: the cluster "
                                           "(host:port of `ray start --head`); default: a local Ray"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="with --executor ray: worker "

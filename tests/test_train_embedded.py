@@ -31,6 +31,8 @@ def test_one_sft_step_on_smollm2(tmp_path):
     result = train_sft(config, tmp_path, log=lambda _: None)
     assert len(result.losses()) == 1 and 0 < result.losses()[0] < 20
     assert all(n > 0 for n in lora_b_norms(result.adapter_dir))
+    adapter_config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(resolve_model("smollm2").folder)  # not the copy
 
 
 def test_gguf_loads_from_a_bit_identical_fp32_copy(monkeypatch):
@@ -45,7 +47,7 @@ def test_gguf_loads_from_a_bit_identical_fp32_copy(monkeypatch):
     direct = models.load_gguf_model(ref).state_dict()
     copied = model.state_dict()
     assert direct.keys() == copied.keys() and all(torch.equal(direct[k], copied[k]) for k in direct)
-    assert model.config._name_or_path == str(ref.folder)  # adapters name the GGUF's folder, not the copy
+    assert model.name_or_path == str(ref.folder)  # adapters name the GGUF's folder, not the copy
     from transformers import AutoTokenizer
 
     gguf_tokenizer = AutoTokenizer.from_pretrained(ref.folder, gguf_file=ref.gguf_file)

@@ -147,7 +147,8 @@ def load_model(ref: ModelRef, reward_head: bool = False, adapters: list[str] | l
                                                                    num_labels=1)
     else:
         model = AutoModelForCausalLM.from_pretrained(readable.folder, dtype=torch.float32)
-    model.config._name_or_path = str(ref.folder)  # adapters name the model asked for, not the copy
+    # PEFT writes name_or_path into adapter_config.json: name the model asked for, not the copy
+    model.name_or_path = model.config._name_or_path = str(ref.folder)
     return merge_adapters(model, adapters) if adapters else model
 
 
