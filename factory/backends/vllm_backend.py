@@ -125,5 +125,7 @@ class VLLMBackend(Backend):
         if self._llm is not None:
             # Stop the engine-core process now: left to interpreter exit, its threads can be torn
             # down while joinable and abort the process ("terminate called without an active exception").
-            self._llm.llm_engine.engine_core.shutdown()
+            core = getattr(getattr(self._llm, "llm_engine", None), "engine_core", None)
+            if core is not None:  # vLLM V1's engine; older engines have no separate core to stop
+                core.shutdown()
             self._llm = None
