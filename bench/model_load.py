@@ -43,7 +43,8 @@ def main() -> None:
     copied = load_model(ref)
     load_tokenizer(ref)
     copy_s = time.perf_counter() - start
-    same = all(torch.equal(t, copied.state_dict()[k]) for k, t in direct.state_dict().items())
+    copied_weights = copied.state_dict()
+    same = all(torch.equal(t, copied_weights[k]) for k, t in direct.state_dict().items())
     results = {"gguf_s": gguf_s, "copy_s": copy_s, "ratio": copy_s / gguf_s, "identical": same,
                "copy_folder": str(copy.folder), "first_copy_s": made_s}
     table = Table(title="embedded model load for training / eval (one run, side by side)")

@@ -169,6 +169,11 @@ def test_flash_attn_has_its_own_model_id():  # its texts must never answer for t
     assert fast.model_id == plain.model_id + "+flash_attn"
 
 
+def test_a_flag_that_is_not_true_or_false_raises():  # "no" must not switch flash attention on
+    with pytest.raises(ValueError, match="flash_attn must be true or false, not 'no'"):
+        LlamaCppBackend(BackendSettings(options={"flash_attn": "no"}))
+
+
 def test_unknown_option_raises():
     with pytest.raises(ValueError, match="n_gpu_layers"):
         LlamaCppBackend(BackendSettings(options={"n_gpu_layers": 1}))

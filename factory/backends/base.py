@@ -105,6 +105,14 @@ class BackendSettings:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def pop_flag(options: dict[str, Any], name: str, default: bool) -> bool:
+    """Take the true/false option ``name`` out of ``options``; a string like "no" is an error, not True."""
+    value = options.pop(name, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"option {name} must be true or false, not {value!r}")
+    return value
+
+
 class Backend(ABC):
     """An LLM behind one narrow async method. Subclasses set ``name`` and implement ``generate``."""
 

@@ -28,7 +28,7 @@ import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-from factory.backends.base import Backend, BackendSettings, Completion, Request
+from factory.backends.base import Backend, BackendSettings, Completion, Request, pop_flag
 
 EMBEDDED_ALIASES = (None, "", "embedded", "smollm2-135m")
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -82,8 +82,8 @@ class LlamaCppBackend(Backend):
         n_threads = int(opts.pop("n_threads", len(os.sched_getaffinity(0))))
         n_ctx_per_seq = int(opts.pop("n_ctx_per_seq", 2048))
         self.n_batch = int(opts.pop("n_batch", 512))
-        self.share_prompts = bool(opts.pop("share_prompts", True))  # off: only to measure the gain
-        self.flash_attn = bool(opts.pop("flash_attn", False))
+        self.share_prompts = pop_flag(opts, "share_prompts", True)  # off: only to measure the gain
+        self.flash_attn = pop_flag(opts, "flash_attn", False)
         if opts:
             raise ValueError(f"unknown llama_cpp backend option(s): {', '.join(sorted(opts))}")
         self.n_seq = max(1, int(settings.concurrency))

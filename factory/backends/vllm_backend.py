@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from factory.backends.base import Backend, BackendSettings, Completion, Request
+from factory.backends.base import Backend, BackendSettings, Completion, Request, pop_flag
 from factory.backends.batching import MicroBatcher
 
 
@@ -43,9 +43,9 @@ class VLLMBackend(Backend):
         gpu = _on_gpu()
         self.engine_args: dict[str, Any] = {
             "dtype": opts.pop("dtype", "auto" if gpu else "float32"),
-            "enforce_eager": bool(opts.pop("enforce_eager", not gpu)),
+            "enforce_eager": pop_flag(opts, "enforce_eager", not gpu),
             "max_model_len": int(opts.pop("max_model_len", 2048)),
-            "enable_prefix_caching": bool(opts.pop("enable_prefix_caching", True)),
+            "enable_prefix_caching": pop_flag(opts, "enable_prefix_caching", True),
         }
         if "gpu_memory_utilization" in opts:
             self.engine_args["gpu_memory_utilization"] = float(opts.pop("gpu_memory_utilization"))
