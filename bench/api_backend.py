@@ -27,13 +27,15 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from factory.backends import BackendSettings, Request, SamplingParams, backend_class  # noqa: E402
+from factory.llm.backends import backend_class  # noqa: E402
+from factory.llm.backends.base import BackendSettings
+from factory.llm.request import Request, SamplingParams
 from report import report  # noqa: E402
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "factory.fake_api", *args], stdout=subprocess.PIPE,
-                            text=True, cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen([sys.executable, "-m", "factory.llm.backends.fake_api", *args],
+                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
     return proc, proc.stdout.readline().strip()
 
 

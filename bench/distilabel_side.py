@@ -21,7 +21,7 @@ from distilabel.pipeline import Pipeline  # noqa: E402
 from distilabel.steps import LoadDataFromDicts  # noqa: E402
 from distilabel.steps.tasks import Task, TextGeneration  # noqa: E402
 
-from factory.rubric import parse_rubric  # noqa: E402
+from factory.llm.rubric import parse_rubric  # noqa: E402
 from vs_distilabel import ANSWER, JUDGE_SYSTEM, VERDICT, prompts  # noqa: E402
 
 

@@ -21,11 +21,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from rich.table import Table  # noqa: E402
 
-from factory.backends.base import BackendSettings, Request, SamplingParams  # noqa: E402
-from factory.backends.llama_cpp import LlamaCppBackend  # noqa: E402
-from factory.recipe_loader import load_recipe  # noqa: E402
+from factory.llm.backends.base import BackendSettings  # noqa: E402
+from factory.llm.backends.llama_cpp import LlamaCppBackend  # noqa: E402
+from factory.llm.request import Request, SamplingParams  # noqa: E402
+from factory.recipe.loader import load_recipe  # noqa: E402
+from factory.recipe.seeds import task_problems  # noqa: E402
 from factory.steps.base import template_chat  # noqa: E402
-from factory.teach import task_problems  # noqa: E402
 from report import report  # noqa: E402
 
 

@@ -3,7 +3,7 @@
     python bench/model_load.py
 
 Side by side in one run: model + tokenizer straight from the GGUF (dequantized in Python on every
-load) and from the bit-identical fp32 safetensors copy (``trainers.models.fp32_copy``), which the
+load) and from the bit-identical fp32 safetensors copy (``factory.core.models.fp32_copy``), which the
 loaders use by default. Prints both times and their ratio; writes JSON to bench/results/.
 """
 
@@ -29,7 +29,7 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from trainers.models import fp32_copy, load_gguf_model, load_model, load_tokenizer, resolve_model
+    from factory.core.models import fp32_copy, load_gguf_model, load_model, load_tokenizer, resolve_model
 
     ref = resolve_model("smollm2")
     start = time.perf_counter()

@@ -19,7 +19,7 @@ from rich.table import Table  # noqa: E402
 
 from bench.qc_perplexity import real_texts  # noqa: E402
 from bench.report import report  # noqa: E402
-from factory.record import Record  # noqa: E402
+from factory.core.record import Record  # noqa: E402
 from filters.base import QCContext  # noqa: E402
 from filters.config import DriftBlock  # noqa: E402
 from filters.drift import DriftFilter  # noqa: E402

@@ -24,7 +24,7 @@ DATA = ROOT.parent / "shared" / "data" / "self_instruct"
 from rich.table import Table  # noqa: E402
 
 from bench.report import report  # noqa: E402
-from factory.record import Record  # noqa: E402
+from factory.core.record import Record  # noqa: E402
 from filters.base import Chain, QCContext  # noqa: E402
 from filters.config import PerplexityBlock  # noqa: E402
 from filters.perplexity import PerplexityFilter, PerplexityScorer  # noqa: E402

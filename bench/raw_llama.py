@@ -115,8 +115,9 @@ def raw_batched_tokens_per_s(model_path: str, prompts: list[list[dict]], n_paral
 def backend_tokens_per_s(prompts: list[list[dict]], n_parallel: int = 8, max_tokens: int = 64,
                          n_threads: int | None = None) -> dict:
     """The same job through ``LlamaCppBackend`` (greedy, same prompts, same slot count)."""
-    from factory.backends.base import BackendSettings, Request, SamplingParams
-    from factory.backends.llama_cpp import LlamaCppBackend
+    from factory.llm.backends.base import BackendSettings
+    from factory.llm.backends.llama_cpp import LlamaCppBackend
+    from factory.llm.request import Request, SamplingParams
 
     opts = {"n_threads": n_threads} if n_threads else {}
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
@@ -160,7 +161,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=2, help="alternate runs; report the best of each")
     args = ap.parse_args()
-    from factory.backends.llama_cpp import embedded_model_path
+    from factory.llm.backends.llama_cpp import embedded_model_path
 
     prompts = bench_prompts(args.prompts)
     raw, ours = [], []

@@ -23,7 +23,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from factory.build import BuildOptions, plan_build, run_build  # noqa: E402
+from factory.build import run_build  # noqa: E402
+from factory.engine.plan import BuildOptions, plan_build  # noqa: E402
 
 SEEDS = ROOT / "datasets" / "seeds" / "dpo_prompts.jsonl"
 RECIPE = """name: bench_ray

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from rich.table import Table  # noqa: E402
 
-from factory.build import BuildOptions, plan_build, run_build  # noqa: E402
+from factory.build import run_build  # noqa: E402
+from factory.engine.plan import BuildOptions, plan_build  # noqa: E402
 from report import report  # noqa: E402
 
 SEEDS = ROOT / "datasets" / "seeds" / "dpo_prompts.jsonl"
@@ -96,7 +97,7 @@ def bench_engine(work: Path, records: int) -> dict:
 def bench_llama(work: Path, prompts: int, max_tokens: int, parallel: int, rounds: int = 2) -> dict:
     """(a) build vs raw llama.cpp tokens/s on the same prompts, the build batch-invariant (default)
     and with ``flash_attn: true`` (what raw llama.cpp uses); (c) rebuild ÷ first build."""
-    from factory.backends.llama_cpp import embedded_model_path
+    from factory.llm.backends.llama_cpp import embedded_model_path
     from raw_llama import _in_thread, raw_batched_tokens_per_s
 
     rows = [json.loads(line) for line in SEEDS.read_text().splitlines()][:prompts]

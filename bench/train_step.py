@@ -165,7 +165,7 @@ def main() -> None:
     import transformers
 
     import datasets
-    from trainers.models import resolve_model
+    from factory.core.models import resolve_model
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()

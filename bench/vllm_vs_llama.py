@@ -21,15 +21,16 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from factory.backends import BackendSettings, Request, SamplingParams  # noqa: E402
-from factory.backends.hf_convert import gguf_to_hf  # noqa: E402
+from factory.core.models import gguf_to_hf  # noqa: E402
+from factory.llm.backends.base import BackendSettings  # noqa: E402
+from factory.llm.request import Request, SamplingParams  # noqa: E402
 from report import report  # noqa: E402
 from vllm_env import run_script  # noqa: E402
 from vllm_script import prompts  # noqa: E402
 
 
 async def llama(n: int, max_tokens: int, samples: int, concurrency: int, threads: int) -> tuple[int, float]:
-    from factory.backends.llama_cpp import LlamaCppBackend
+    from factory.llm.backends.llama_cpp import LlamaCppBackend
 
     backend = LlamaCppBackend(BackendSettings("embedded", concurrency, {"n_threads": threads}))
     params = SamplingParams(temperature=0.7, top_k=40, top_p=0.95, max_tokens=max_tokens)

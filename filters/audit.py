@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from filters.base import QCContext, QCResult
-from filters.config import build_chain, load_chain_file
+from filters.chain import build_chain
+from filters.config import load_chain_file
 from filters.dataset_io import LoadedDataset, default_chain_path, load_dataset_records
 
 
 def run_dataset_chain(dataset: LoadedDataset, chain_path: Path | None, seeds_path: Path | None,
                       report_only: bool) -> tuple[QCResult, Path]:
-    from factory.seeds import read_rows
+    from factory.core.rows import read_rows
 
     chain_path = chain_path or default_chain_path(dataset.format)
     blocks = load_chain_file(chain_path)

@@ -12,9 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from factory.errors import FactoryError
-from factory.executor import Reject
-from factory.record import Record
+from factory.core.errors import FactoryError
+from factory.core.record import Record, Reject
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from factory.executor import Reject
-from factory.record import Record
+from factory.core.record import Record, Reject
 from filters.base import QCContext, QCResult
-from filters.config import build_chain
+from filters.chain import build_chain
 
 
 def run_recipe_qc(blocks: list[Any], kept: list[Record], seeds: list[dict[str, Any]],

@@ -1,7 +1,7 @@
 """The QC chain schema: a list of filter blocks, discriminated by ``filter:``.
 
 Used by the recipe's ``qc:`` field and by chain files (``filters/default.yaml``). Only shape and
-types live here (no torch import); ``build_chain`` turns blocks into filter objects.
+types live here (no torch import); ``filters.chain.build_chain`` turns blocks into filter objects.
 """
 
 from __future__ import annotations
@@ -9,38 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from factory.core.schema import Strict
+from factory.llm.spec import BackendBlock
 
 
 class JudgeScorer(Strict):
-    """The rubric judge (factory.rubric) through any backend; default: the embedded SmolLM2."""
+    """The rubric judge (factory.llm.rubric) through any backend; default: the embedded SmolLM2."""
 
     kind: Literal["judge"]
-    backend: dict[str, Any] | None = Field(None, description="a backend block (name, model, params, "
-                                                            "options); default: llama_cpp, embedded")
+    backend: BackendBlock | None = Field(None, description="a backend block (name, model, params, "
+                                                           "options); default: llama_cpp, embedded")
     criteria: list[str] = Field(default_factory=lambda: ["correctness", "helpfulness", "clarity"],
                                 min_length=1)
     max_tokens: int = Field(300, ge=16, description="room for the judge's reasoning + scores")
-
-    @field_validator("backend")
-    @classmethod
-    def backend_block(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        from pydantic import ValidationError
-
-        from factory.recipe import BackendBlock  # lazy: factory.recipe imports this module
-
-        if value is not None:
-            try:
-                BackendBlock.model_validate(value)
-            except ValidationError as exc:
-                e = exc.errors(include_url=False)[0]
-                where = ".".join(str(p) for p in e["loc"])
-                raise ValueError(f"{where}: {e['msg'].removeprefix('Value error, ')}") from None
-        return value
 
 
 class HFScorer(Strict):
@@ -146,32 +129,8 @@ class ChainFile(Strict):
     filters: list[QCBlock] = Field(default_factory=list)
 
 
-def build_chain(blocks: list[Any], base_dir: Path | None = None) -> Any:
-    """Filter objects for validated blocks; heavy modules are imported only for filters used."""
-    from filters.base import Chain
-
-    out = []
-    for block in blocks:
-        if isinstance(block, PerplexityBlock):
-            from filters.perplexity import PerplexityFilter
-            out.append(PerplexityFilter(block))
-        elif isinstance(block, DedupBlock):
-            from filters.dedup import DedupFilter
-            out.append(DedupFilter(block))
-        elif isinstance(block, RewardBlock):
-            from filters.reward import RewardFilter
-            out.append(RewardFilter(block))
-        elif isinstance(block, PairsBlock):
-            from filters.pairs import PairsFilter
-            out.append(PairsFilter(block))
-        elif isinstance(block, DriftBlock):
-            from filters.drift import DriftFilter
-            out.append(DriftFilter(block))
-    return Chain(out)
-
-
 def load_chain_file(path: str | Path) -> list[Any]:
     """Validated blocks of a chain YAML file; errors are ``file:LINE: field: message``."""
-    from factory.recipe_loader import load_model_file
+    from factory.core.yaml_files import load_model_file
 
     return load_model_file(path, ChainFile).filters

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.errors import FactoryError
-from factory.record import Record
-from filters.text import as_text
+from factory.core.errors import FactoryError
+from factory.core.record import Record
+from factory.core.text import as_text
 
 PROMPT_NAMES = ("prompt", "instruction", "question", "query", "input")
 RESPONSE_NAMES = ("response", "output", "completion", "answer", "chosen")
@@ -32,7 +32,7 @@ class LoadedDataset:
 
 
 def read_dataset_rows(path: Path) -> list[dict[str, Any]]:
-    from factory.seeds import read_rows
+    from factory.core.rows import read_rows
 
     if not path.exists():
         raise FactoryError(f"{path}: not found")

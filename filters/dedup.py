@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from factory.record import Record
+from factory.core.record import Record
+from factory.core.text import as_text, texts_or_failures
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict
 from filters.config import DedupBlock
-from filters.text import as_text, texts_or_failures
 
 CHUNK = 4096  # queries per range_search call: bounded memory for the result lists
 KNN = 16  # neighbours per query on the approximate path

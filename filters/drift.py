@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from factory.record import Record
+from factory.core.record import Record
+from factory.core.text import as_text, texts_or_failures
 from filters.base import Failed, Filter, Keep, QCContext, Verdict
 from filters.config import DriftBlock
-from filters.text import as_text, texts_or_failures
 
 
 def classifier_auc(a: np.ndarray, b: np.ndarray, folds: int = 5, seed: int = 0) -> float:

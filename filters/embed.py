@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from factory.cache import default_cache_path
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
+from factory.core.paths import default_cache_path
 
 DEFAULT_MODEL = "minilm"
 _MODELS: dict[str, Any] = {}  # loaded once per process: loading costs more than embedding a batch

@@ -10,10 +10,10 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from factory.record import Record
+from factory.core.record import Record
+from factory.core.text import texts_or_failures
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict
 from filters.config import PairsBlock
-from filters.text import texts_or_failures
 
 
 def _norm(text: str) -> str:

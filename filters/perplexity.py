@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from factory.errors import FactoryError
-from factory.record import Record
+from factory.core.errors import FactoryError
+from factory.core.record import Record
+from factory.core.text import as_text, texts_or_failures
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict, percentile_cut
 from filters.config import PerplexityBlock
-from filters.text import as_text, texts_or_failures
 
 _LOADED: dict[str, tuple[Any, Any]] = {}  # one load per process (the GGUF takes ~20 s)
 
@@ -23,7 +23,7 @@ def load_scorer(spec: str) -> tuple[Any, Any]:
     if spec not in _LOADED:
         from transformers.utils import logging as hf_logging
 
-        from trainers.models import load_model, load_tokenizer, resolve_model
+        from factory.core.models import load_model, load_tokenizer, resolve_model
 
         hf_logging.disable_progress_bar()  # stderr stays one line per error
 

@@ -15,11 +15,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from factory.errors import FactoryError
-from factory.record import Record, Rejected
+from factory.core.errors import FactoryError
+from factory.core.record import Record, Rejected
+from factory.core.text import texts_or_failures
+from factory.llm.spec import BackendBlock
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict, percentile_cut
 from filters.config import HFScorer, JudgeScorer, RewardBlock, TrainedScorer
-from filters.text import texts_or_failures
 
 Scored = tuple[float | None, str]  # (score, "") or (None, why it could not be scored)
 DEFAULT_LABEL = "judge rubric score (0-5) from the embedded SmolLM2-135M (default scorer; weak judge)"
@@ -37,10 +38,8 @@ def make_scorer(spec: JudgeScorer | HFScorer | TrainedScorer | None) -> Any:
 
 class JudgeRewardScorer:
     def __init__(self, spec: JudgeScorer, default: bool = False) -> None:
-        from factory.recipe import BackendBlock
-
         self.spec = spec
-        self.block = BackendBlock.model_validate(spec.backend or {"name": "llama_cpp", "model": "embedded"})
+        self.block = spec.backend or BackendBlock(name="llama_cpp", model="embedded")
         self.label = DEFAULT_LABEL if default else (
             f"judge rubric score (0-5) from backend {self.block.name}, model {self.block.model or 'default'}")
 
@@ -48,10 +47,13 @@ class JudgeRewardScorer:
         return asyncio.run(self._score(prompts, answers))
 
     async def _score(self, prompts: list[str], answers: list[str]) -> list[Scored]:
-        from factory.backends import BackendSettings, SamplingParams, backend_class
-        from factory.cache import RequestCache, default_cache_path
-        from factory.dispatch import Dispatcher
-        from factory.rubric import parse_rubric, rubric_request
+        from factory.core.paths import default_cache_path
+        from factory.llm.backends import backend_class
+        from factory.llm.backends.base import BackendSettings
+        from factory.llm.cache import RequestCache
+        from factory.llm.dispatch import Dispatcher
+        from factory.llm.request import SamplingParams
+        from factory.llm.rubric import parse_rubric, rubric_request
 
         b = self.block
         backend = backend_class(b.name)(BackendSettings(b.model, b.concurrency, dict(b.options)))
@@ -101,7 +103,7 @@ class ClassifierRewardScorer:
     def _load_trained(self) -> tuple[Any, Any]:
         from peft import PeftModel
 
-        from trainers.models import load_model, load_tokenizer, resolve_model
+        from factory.core.models import load_model, load_tokenizer, resolve_model
 
         run = self.path.parent if self.path.name == "adapter" else self.path
         config = run / "train_config.json"

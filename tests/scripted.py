@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from factory.backends.base import BackendSettings, Request
-from factory.backends.fake import FakeBackend
+from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.fake import FakeBackend
+from factory.llm.request import Request
 from factory.steps.base import StepContext
 
 

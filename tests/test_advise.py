@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from test_capacity import LLAMA_31_8B
 from tiny_model import build_tiny_llama
 from trainers.advise import advise

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from conftest import SEEDS, read_jsonl, run_cli
-from factory.backends import BackendSettings, Request, SamplingParams, backend_class
-from factory.fake_api import FakeServer, Faults
+from factory.llm.backends import backend_class
+from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.fake_api import FakeServer, Faults
+from factory.llm.request import Request, SamplingParams
 
 KEY = "sk-ant-test-DO-NOT-LEAK-7f3a9c"
 N_SEEDS = 48  # dpo_prompts.jsonl

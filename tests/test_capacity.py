@@ -7,9 +7,9 @@ import json
 import pytest
 
 from conftest import run_cli
+from factory.core.models import load_model, meta_model, resolve_model
 from tiny_model import build_tiny_llama
 from trainers.capacity import Capacity, Verdict, count_lora, smallest_rank
-from trainers.models import load_model, meta_model, resolve_model
 
 LLAMA_31_8B = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
                "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,

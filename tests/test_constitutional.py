@@ -10,11 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import ROOT
-from factory.backends.base import SamplingParams
-from factory.constitution import Principle, load_principles
-from factory.errors import RecipeError
-from factory.recipe_loader import load_recipe
-from factory.record import Rejected
+from factory.core.errors import RecipeError
+from factory.core.record import Rejected
+from factory.llm.request import SamplingParams
+from factory.recipe.loader import load_recipe
+from factory.steps.constitution import Principle, load_principles
 from factory.steps.constitutional import Constitutional, ConstitutionalStep, strip_label
 from factory.steps.constitutional_preference import (
     ANSWER_SCHEMA,

@@ -12,12 +12,16 @@ pytest.importorskip("distilabel")
 from pydantic import ValidationError  # noqa: E402
 
 from conftest import read_jsonl, run_cli  # noqa: E402
-from factory.backends.base import BackendSettings, SamplingParams  # noqa: E402
-from factory.backends.fake import FakeBackend  # noqa: E402
-from factory.dispatch import Dispatcher  # noqa: E402
-from factory.executor import BoundStep, Engine, Reject  # noqa: E402
-from factory.graph import Graph  # noqa: E402
-from factory.record import Record  # noqa: E402
+from factory.core.record import (
+    Record,  # noqa: E402
+    Reject,  # noqa: E402
+)
+from factory.engine.executor import BoundStep, Engine
+from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.fake import FakeBackend  # noqa: E402
+from factory.llm.dispatch import Dispatcher  # noqa: E402
+from factory.llm.request import SamplingParams  # noqa: E402
+from factory.recipe.graph import Graph  # noqa: E402
 from factory.steps.distilabel_task import DistilabelTask, DistilabelTaskStep  # noqa: E402
 
 P = SamplingParams(temperature=0.0, max_tokens=200)

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 from conftest import SEEDS, fake_recipe_text, read_jsonl, run_cli
-from factory.backends.base import BackendSettings
-from factory.backends.fake import FakeBackend
-from factory.build import BuildOptions, plan_build, run_build
-from factory.record import Record
+from factory.build import run_build
+from factory.core.record import Record
+from factory.engine.plan import BuildOptions, plan_build
+from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.fake import FakeBackend
 
 
 def build(recipe: Path, tmp_path: Path, name: str = "out", **kw):

@@ -3,12 +3,13 @@
 import asyncio
 from types import SimpleNamespace
 
-from factory.backends.base import BackendSettings, Request, SamplingParams
-from factory.backends.fake import FakeBackend
-from factory.dispatch import Dispatcher
-from factory.executor import BoundStep, Engine, Reject
-from factory.graph import Graph
-from factory.record import Record, Rejected
+from factory.core.record import Record, Reject, Rejected
+from factory.engine.executor import BoundStep, Engine
+from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.fake import FakeBackend
+from factory.llm.dispatch import Dispatcher
+from factory.llm.request import Request, SamplingParams
+from factory.recipe.graph import Graph
 from factory.steps.base import SetOutcome, SetRunner, StepRunner
 
 P = SamplingParams(temperature=0.0)

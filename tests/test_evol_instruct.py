@@ -7,8 +7,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from factory.backends.base import SamplingParams
-from factory.record import Rejected
+from factory.core.record import Rejected
+from factory.llm.request import SamplingParams
 from factory.steps.evol_instruct import (
     EQUALITY_SCHEMA,
     METHODS,
@@ -240,8 +240,8 @@ def test_shipped_recipe_builds_on_the_fake_backend(tmp_path, cache_env):
 
 
 def test_recipe_error_points_at_the_line(write_recipe):
-    from factory.errors import RecipeError
-    from factory.recipe_loader import load_recipe
+    from factory.core.errors import RecipeError
+    from factory.recipe.loader import load_recipe
 
     path = write_recipe("""name: t
 seeds: {rows: [{instruction: hi}]}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from factory.backends.base import Completion, SamplingParams
-from factory.recipe import JudgePairwiseStep
-from factory.record import Rejected
-from factory.steps.judge import PairwiseJudge, judge_schema, read_verdict
+from factory.core.record import Rejected
+from factory.llm.pairwise import judge_schema, read_verdict
+from factory.llm.request import Completion, SamplingParams
+from factory.steps.judge import JudgePairwiseStep, PairwiseJudge
 
 CRITERIA = ["correctness", "helpfulness", "clarity"]
 FIELDS = {"q": "What is 2+2?", "x": "4", "y": "5"}

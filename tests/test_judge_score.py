@@ -8,13 +8,14 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from factory.backends.base import BackendSettings, SamplingParams
-from factory.backends.fake import FakeBackend
-from factory.dispatch import Dispatcher
-from factory.executor import BoundStep, Engine, Reject
-from factory.graph import Graph
-from factory.record import Record
-from factory.rubric import rubric_schema
+from factory.core.record import Record, Reject
+from factory.engine.executor import BoundStep, Engine
+from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.fake import FakeBackend
+from factory.llm.dispatch import Dispatcher
+from factory.llm.request import SamplingParams
+from factory.llm.rubric import rubric_schema
+from factory.recipe.graph import Graph
 from factory.steps.judge import JudgePairwiseStep, PairwiseJudge
 from factory.steps.judge_score import JudgeScore, JudgeScoreStep
 

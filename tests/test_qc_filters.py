@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from factory.record import Record
+from factory.core.record import Record
 from filters.base import Chain, Drop, Failed, Filter, Keep, QCContext
 from filters.config import DedupBlock, JudgeScorer, PairsBlock, PerplexityBlock, RewardBlock
 from filters.pairs import PairsFilter

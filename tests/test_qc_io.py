@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from filters.config import RewardBlock
 from filters.dataset_io import load_dataset_records
 from filters.reward import RewardFilter

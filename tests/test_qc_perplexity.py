@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from factory.record import Record
+from factory.core.record import Record
 from filters.base import Chain, Drop
 from filters.config import PerplexityBlock
 from filters.perplexity import PerplexityFilter, PerplexityScorer

@@ -256,7 +256,7 @@ def test_embedding_batches_as_ray_tasks_match_local(ray_address):
     import numpy as np
     import ray
 
-    from factory.ray_executor import encode_remote
+    from factory.engine.ray_executor import encode_remote
     from filters.embed import Embedder
 
     texts = [f"sentence number {i} about {'cats' if i % 2 else 'the weather'} today" for i in range(40)]

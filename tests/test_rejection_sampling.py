@@ -13,14 +13,15 @@ import pytest
 import yaml
 
 from conftest import ROOT, read_jsonl, run_cli
-from factory.backends.base import BackendSettings, SamplingParams
-from factory.backends.fake import FakeBackend
-from factory.dispatch import Dispatcher
-from factory.errors import RecipeError
-from factory.executor import BoundStep, Engine, Reject
-from factory.graph import Graph
-from factory.recipe_loader import load_recipe
-from factory.record import Record
+from factory.core.errors import RecipeError
+from factory.core.record import Record, Reject
+from factory.engine.executor import BoundStep, Engine
+from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.fake import FakeBackend
+from factory.llm.dispatch import Dispatcher
+from factory.llm.request import SamplingParams
+from factory.recipe.graph import Graph
+from factory.recipe.loader import load_recipe
 from factory.steps.rejection_sampling import RejectionSampling, RejectionSamplingStep, pass_at_k
 
 P = SamplingParams(temperature=0.8, max_tokens=50)

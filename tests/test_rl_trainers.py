@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from test_train import lora_b_norms
 from tiny_model import build_tiny_llama
 from trainers.config import GRPOLoraConfig, load_config

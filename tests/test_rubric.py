@@ -1,6 +1,6 @@
-from factory.backends.base import Completion, SamplingParams
-from factory.record import Rejected
-from factory.rubric import parse_rubric, rubric_request
+from factory.core.record import Rejected
+from factory.llm.request import Completion, SamplingParams
+from factory.llm.rubric import parse_rubric, rubric_request
 
 
 def test_json_reply_is_read_and_averaged():

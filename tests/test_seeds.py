@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import fake_recipe_text
-from factory.build import BuildOptions, plan_build
+from factory.engine.plan import BuildOptions, plan_build
 
 ROWS = [{"prompt": "What is 2 + 2?", "category": "math"},
         {"prompt": "Name a colour.", "category": "facts"},
@@ -63,7 +63,7 @@ def test_ids_are_stable_across_runs(tmp_path, write_recipe):
 def test_unsupported_file_kind(tmp_path, write_recipe):
     path = tmp_path / "seeds.txt"
     path.write_text("hello\n")
-    from factory.errors import RecipeError
+    from factory.core.errors import RecipeError
 
     with pytest.raises(RecipeError, match=r"seeds.txt: unsupported seed file type '.txt'"):
         plan_build(write_recipe(fake_recipe_text(seeds=path)), BuildOptions())

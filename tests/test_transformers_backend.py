@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from factory.backends import BackendSettings, Request, SamplingParams, backend_class
+from factory.llm.backends import backend_class
+from factory.llm.backends.base import BackendSettings
+from factory.llm.request import Request, SamplingParams
 from tiny_model import build_tiny_llama
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import fake_recipe_text
-from factory.build import BuildOptions, plan_build, run_build
+from factory.build import run_build
+from factory.engine.plan import BuildOptions, plan_build
 from tiny_model import build_tiny_llama
 
 pytest.importorskip("trl")

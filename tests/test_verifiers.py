@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from factory.errors import FactoryError
-from factory.verifiers import (
+from factory.core.errors import FactoryError
+from factory.core.verifiers import (
     as_reward_fn,
     exact_match,
     extract_number,
@@ -55,7 +55,7 @@ def test_unknown_verifier_suggests():
 
 
 def test_json_schema_verifier_and_extraction():
-    from factory.verifiers import extract_json, json_schema_valid, readable
+    from factory.core.verifiers import extract_json, json_schema_valid, readable
 
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     assert json_schema_valid('Sure: {"n": 3} done', schema) == 1.0

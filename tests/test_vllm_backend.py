@@ -12,9 +12,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_vllm_cpu_generates_seeded_samples_and_scores():
-    from factory.backends.base import BackendSettings
-    from factory.backends.hf_convert import gguf_to_hf
-    from factory.backends.transformers_backend import TransformersBackend
+    from factory.core.models import gguf_to_hf
+    from factory.llm.backends.base import BackendSettings
+    from factory.llm.backends.transformers_backend import TransformersBackend
     from vllm_env import run_script
 
     folder = gguf_to_hf("smollm2")

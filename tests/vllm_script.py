@@ -18,8 +18,9 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
 
 
 def main(folder: str, n_prompts: int, max_tokens: int, samples: int) -> None:
-    from factory.backends import BackendSettings, Request, SamplingParams
-    from factory.backends.vllm_backend import VLLMBackend
+    from factory.llm.backends.base import BackendSettings
+    from factory.llm.backends.vllm_backend import VLLMBackend
+    from factory.llm.request import Request, SamplingParams
 
     start = time.perf_counter()
     backend = VLLMBackend(BackendSettings(folder, 64, {"max_model_len": 1024}))

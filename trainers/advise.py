@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
+from factory.core.models import has_tokenizer, load_tokenizer, meta_model, resolve_model
 from trainers import data
 from trainers.capacity import Verdict, count_lora, count_tokens
 from trainers.doctrine import Choice, recommend_epochs, recommend_eval_steps, recommend_lr, recommend_rank
-from trainers.models import has_tokenizer, load_tokenizer, meta_model, model_facts, resolve_model
+from trainers.facts import model_facts
 
 BATCH = 4  # the presets' batch_size; eval frequency is counted in optimizer steps
 

@@ -68,7 +68,7 @@ def count_lora(model: Any, rank: int, targets: list[str] | None = None) -> Capac
     if targets is not None:
         missing = [t for t in targets if t not in cap.per_module]
         if missing:
-            from factory.errors import FactoryError, did_you_mean
+            from factory.core.errors import FactoryError, did_you_mean
 
             names = sorted({n.rsplit(".", 1)[-1] for n, _ in lora_targets(model, None)})
             raise FactoryError(f"--targets {missing[0]}: no Linear layer of that name in the model"

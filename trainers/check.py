@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from factory.core.models import ModelRef, load_tokenizer, meta_model
 from trainers import data
 from trainers.capacity import Capacity, Verdict, count_lora, count_tokens
-from trainers.models import ModelFacts, ModelRef, load_tokenizer, meta_model, model_facts
+from trainers.facts import ModelFacts, model_facts
 
 
 @dataclass

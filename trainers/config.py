@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from factory.errors import FactoryError, did_you_mean
+from factory.core.errors import FactoryError, did_you_mean
 
 PRESETS = Path(__file__).resolve().parent
 

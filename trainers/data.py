@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 Row = dict[str, Any]

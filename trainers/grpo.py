@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from factory.errors import FactoryError
-from factory.verifiers import as_reward_fn, get_verifier
+from factory.core.errors import FactoryError
+from factory.core.verifiers import as_reward_fn, get_verifier
 from trainers.config import GRPOLoraConfig
 from trainers.run import Log, TrainResult, lora_config, prepare, run_and_save, trl_args
 

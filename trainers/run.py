@@ -10,12 +10,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory.errors import FactoryError
+from factory.core.errors import FactoryError
+from factory.core.models import ModelRef, load_model, load_tokenizer, resolve_model
 from trainers import data
 from trainers.capacity import Verdict, count_lora, count_tokens
 from trainers.config import LoraRunConfig
 from trainers.doctrine import Choice, recommend_epochs, recommend_eval_steps, recommend_lr, recommend_rank
-from trainers.models import ModelRef, load_model, load_tokenizer, model_facts, resolve_model
+from trainers.facts import model_facts
 
 Log = Callable[[str], None]
 

@@ -17,10 +17,15 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from factory.backends.base import Completion, Request, SamplingParams
-from factory.record import Record, Rejected
+from pydantic import Field, PrivateAttr, field_validator
+
+from factory.core.record import Record, Rejected
+from factory.core.schema import IDENTIFIER, Strict
+from factory.llm.request import Completion, Request, SamplingParams
+from factory.llm.spec import Params
 
 StepOutput = dict[str, Any] | list[dict[str, Any]] | Rejected
 
@@ -136,3 +141,35 @@ def template_chat(system: str | None, prompt: str, fields: dict[str, Any],
 def child_id(parent_id: str, step: str, index: int) -> str:
     """Stable id for a record a step made from ``parent_id`` (fan-out) or from a set step."""
     return hashlib.sha256(f"{parent_id}/{step}/{index}".encode()).hexdigest()[:16]
+
+
+class StepBase(Strict):
+    name: str = Field(pattern=IDENTIFIER)
+    reads: list[str] = Field(default_factory=list, description="columns this step reads")
+    writes: list[str] = Field(description="columns this step writes")
+    backend: str = Field("default", description="'default' or a key of the recipe's 'backends'")
+    params: Params = Params()
+    # The recipe's folder (set when the recipe is planned): files a step names are relative to it.
+    _recipe_dir: Path | None = PrivateAttr(None)
+
+    @field_validator("writes", mode="before")
+    @classmethod
+    def one_name_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def require_columns(self, reads: str | None, writes: str | None) -> None:
+        """For steps whose columns have fixed roles: ``reads``/``writes`` name them, e.g. "[a, b]"."""
+        for which, roles in (("reads", reads), ("writes", writes)):
+            if roles is not None and len(getattr(self, which)) != roles.count(",") + 1:
+                raise ValueError(f"{self.kind} {which} exactly {roles}")
+
+    def backend_refs(self) -> dict[str, str]:
+        """Backend keys this step calls, by field path (a step with a separate judge adds its own)."""
+        return {"backend": self.backend}
+
+    def code_refs(self) -> dict[str, str]:
+        """User code (``module:function``) this step imports, by field path: needs --trust-code."""
+        return {}
+
+    def backends_used(self) -> list[str]:
+        return list(dict.fromkeys(self.backend_refs().values()))

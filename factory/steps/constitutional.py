@@ -16,12 +16,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from factory.backends.base import Completion, Request
-from factory.constitution import Principle, principles_before
-from factory.record import Rejected
-from factory.schema import StepBase
-from factory.steps.base import StepContext, StepRunner, render
-from factory.template_overrides import check_overrides, merged
+from factory.core.record import Rejected
+from factory.core.templates import check_overrides, merged
+from factory.llm.request import Completion, Request
+from factory.steps.base import StepBase, StepContext, StepRunner, render
+from factory.steps.constitution import Principle, principles_before
 
 # The paper's turn labels; the principle's own request text fills {request}.
 TEMPLATES = {"critique_turn": "Critique Request: {request}",

@@ -11,18 +11,17 @@ the labels are the constrained answers' votes.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from factory.backends.base import Completion, Request
-from factory.constitution import Principle, principles_before
-from factory.record import Rejected
-from factory.schema import StepBase
-from factory.steps.base import StepContext, StepRunner, render
-from factory.template_overrides import check_overrides, merged
+from factory.core.record import Rejected
+from factory.core.structured import json_object
+from factory.core.templates import check_overrides, merged
+from factory.llm.request import Completion, Request
+from factory.steps.base import StepBase, StepContext, StepRunner, render
+from factory.steps.constitution import Principle, principles_before
 
 # The paper's multiple-choice format, in our words: conversation, principle question, options.
 CHOICE = """Consider this conversation between a human and an assistant:
@@ -125,11 +124,8 @@ class ConstitutionalPreference(StepRunner):
 def read_option(completion: Completion) -> str | None:
     """'A' or 'B' from the constrained JSON answer, else from an ``(A)`` / ``B`` in prose."""
     text = completion.text
-    try:
-        data = json.loads(text[text.find("{"):text.rfind("}") + 1])
-        if isinstance(data, dict) and data.get("answer") in ("A", "B"):
-            return data["answer"]
-    except json.JSONDecodeError:
-        pass
+    data = json_object(text)
+    if data is not None and data.get("answer") in ("A", "B"):
+        return data["answer"]
     match = OPTION.search(text)
     return next(g for g in match.groups() if g) if match else None

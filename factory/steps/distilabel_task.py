@@ -22,11 +22,10 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from factory.backends.base import Completion, Request
-from factory.errors import did_you_mean
-from factory.record import Rejected
-from factory.schema import StepBase
-from factory.steps.base import StepContext, StepRunner
+from factory.core.errors import did_you_mean
+from factory.core.record import Rejected
+from factory.llm.request import Completion, Request
+from factory.steps.base import StepBase, StepContext, StepRunner
 
 MODEL_NAME = "factory"  # what the task sees as llm.model_name; lineage records the real model
 

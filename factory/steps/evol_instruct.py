@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import re
 import string
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from factory.backends.base import Completion, Request, SamplingParams
-from factory.errors import did_you_mean
-from factory.record import Rejected
-from factory.schema import Params, StepBase
-from factory.steps.base import StepContext, StepRunner, render
-from factory.template_overrides import check_overrides, merged
+from factory.core.errors import did_you_mean
+from factory.core.record import Rejected
+from factory.core.structured import json_object
+from factory.core.templates import check_overrides, merged
+from factory.llm.request import Completion, Request, SamplingParams
+from factory.llm.spec import Params
+from factory.steps.base import StepBase, StepContext, StepRunner, render
 
 # The paper's evolving prompts, in our own words; structure kept: the #The Given Prompt# /
 # #Rewritten Prompt# markers, the "add only 10 to 20 words" rule, the ban on template words.
@@ -295,11 +295,8 @@ def strip_marker(text: str) -> str:
 
 def read_equality(text: str) -> bool | None:
     """True = Equal, False = Not Equal, None = neither (JSON first, then plain words)."""
-    try:
-        data = json.loads(text[text.find("{"):text.rfind("}") + 1])
-        text = str(data.get("judgement", "")) if isinstance(data, dict) else text
-    except json.JSONDecodeError:
-        pass
+    data = json_object(text)
+    text = str(data.get("judgement", "")) if data is not None else text
     if re.search(r"\bnot\s+equal\b", text, re.I):
         return False
     if re.search(r"\bequal\b", text, re.I):

@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from factory.backends.base import Completion, Request
-from factory.record import Rejected
-from factory.schema import StepBase, check_template
-from factory.steps.base import StepRunner, template_chat
+from factory.core.record import Rejected
+from factory.core.templates import check_template
+from factory.llm.request import Completion, Request
+from factory.steps.base import StepBase, StepRunner, template_chat
 
 
 class GenerateStep(StepBase):

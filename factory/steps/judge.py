@@ -8,55 +8,15 @@ rate ``position_consistency`` = consistent / (consistent + inconsistent) (Zheng 
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from factory.backends.base import Completion, Request
-from factory.record import Rejected
-from factory.schema import StepBase
-from factory.steps.base import StepContext, StepRunner
-
-SYSTEM = "You are a careful, impartial judge of answers to user requests."
-
-TEMPLATE = """Compare two answers to the same request.
-
-[Request]
-{question}
-
-[Answer A]
-{a}
-
-[Answer B]
-{b}
-
-Rate each answer from 0 to 5 on {criteria_list}. Reason first (two or three sentences), then
-score, then decide. Reply with JSON only, in this shape:
-{{"reasoning": "...", "A": {score_shape}, "B": {score_shape}, "verdict": "A" or "B" or "TIE"}}"""
-
-VERDICT = re.compile(r"\[\[\s*(A|B|TIE)\s*\]\]|verdict\W*[:\-]\s*\W*(A|B|TIE)\b", re.I)
-
-
-def judge_schema(criteria: list[str]) -> dict[str, Any]:
-    """Reasoning before scores before verdict: a constrained decoder writes them in this order."""
-    scores = {"type": "object", "properties": {c: {"enum": [0, 1, 2, 3, 4, 5]} for c in criteria},
-              "required": list(criteria), "additionalProperties": False}
-    return {"type": "object",
-            "properties": {"reasoning": {"type": "string", "maxLength": 400}, "A": scores,
-                           "B": scores, "verdict": {"enum": ["A", "B", "TIE"]}},
-            "required": ["reasoning", "A", "B", "verdict"], "additionalProperties": False}
-
-
-def judge_messages(question: str, a: str, b: str, criteria: list[str],
-                   system: str | None = None) -> list[dict[str, str]]:
-    """The pairwise prompt with answer ``a`` in position A (``factory eval`` asks it too)."""
-    text = TEMPLATE.format(
-        question=question, a=a, b=b, criteria_list=", ".join(criteria),
-        score_shape="{" + ", ".join(f'"{c}": 0-5' for c in criteria) + "}")
-    return [{"role": "system", "content": system or SYSTEM}, {"role": "user", "content": text}]
+from factory.core.record import Rejected
+from factory.llm.pairwise import consistency, judge_messages, judge_schema, read_verdict
+from factory.llm.request import Completion, Request
+from factory.steps.base import StepBase, StepContext, StepRunner
 
 
 class JudgePairwiseStep(StepBase):
@@ -119,63 +79,6 @@ class PairwiseJudge(StepRunner):
         chosen_col, rejected_col, judgement_col = self.spec.writes
         return {chosen_col: fields[winner], rejected_col: fields[loser],
                 judgement_col: {"winner": winner, "margin": margin, "reasoning": raw}}
-
-
-def consistency(completions: list[Completion], criteria: list[str]) -> str:
-    """'consistent' when both orders name the same answer (or both say TIE), 'inconsistent' when
-    the verdict follows the position, 'unparseable' when either order has no verdict."""
-    forward, backward = (read_verdict(c.text, criteria) for c in completions)
-    if forward is None or backward is None:
-        return "unparseable"
-    first = {"A": 1, "B": 2}.get(forward[0], 0)  # 1/2: the step's first/second answer, 0: tie
-    second = {"A": 2, "B": 1}.get(backward[0], 0)
-    return "consistent" if first == second else "inconsistent"
-
-
-def read_verdict(text: str, criteria: list[str]) -> tuple[str, dict[str, float] | None] | None:
-    """(verdict A/B/TIE, {"A": mean score, "B": mean score} or None) from a judge's answer.
-
-    Reads the JSON the judge was asked for; falls back to a ``Verdict: [[A]]`` line with
-    ``A: correctness=4 ...`` score lines for judges that answered in prose. None: no verdict.
-    """
-    parsed = _json_verdict(text, criteria)
-    if parsed is not None:
-        return parsed
-    matches = VERDICT.findall(text)
-    if not matches:
-        return None
-    bracket, plain = matches[-1]  # the last verdict wins: reasoning may quote the format first
-    verdict = (bracket or plain).upper()
-    totals = {}
-    for label in ("A", "B"):
-        line = re.search(rf"^\W*{label}\W*:(.*)$", text, re.M)
-        named = {k.lower(): float(v) for k, v in
-                 re.findall(r"(\w+)\s*=\s*([0-5](?:\.\d+)?)", line.group(1) if line else "")}
-        if not all(c.lower() in named for c in criteria):
-            return verdict, None
-        totals[label] = sum(named[c.lower()] for c in criteria) / len(criteria)
-    return verdict, totals
-
-
-def _json_verdict(text: str, criteria: list[str]) -> tuple[str, dict[str, float] | None] | None:
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        return None
-    try:
-        data = json.loads(text[start:end + 1])
-    except json.JSONDecodeError:
-        return None
-    verdict = str(data.get("verdict", "")).strip().upper() if isinstance(data, dict) else ""
-    if verdict not in ("A", "B", "TIE"):
-        return None
-    totals = {}
-    for label in ("A", "B"):
-        scores = data.get(label)
-        if not isinstance(scores, dict) or not all(
-                isinstance(scores.get(c), (int, float)) for c in criteria):
-            return verdict, None
-        totals[label] = sum(float(scores[c]) for c in criteria) / len(criteria)
-    return verdict, totals
 
 
 def _margin(forward: dict[str, float] | None, backward: dict[str, float] | None,

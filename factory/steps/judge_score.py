@@ -11,12 +11,18 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from factory.backends.base import Completion, Request
-from factory.record import Rejected
-from factory.rubric import DEFAULT_CRITERIA, parse_rubric, rubric_request
-from factory.schema import StepBase
-from factory.scorers import JUDGE_TEMPLATE_FIELDS, JUDGE_TEMPLATES, check_templates
-from factory.steps.base import StepRunner
+from factory.core.record import Rejected
+from factory.core.templates import check_overrides
+from factory.llm.request import Completion, Request
+from factory.llm.rubric import (
+    DEFAULT_CRITERIA,
+    JUDGE_OPTIONAL_FIELDS,
+    JUDGE_TEMPLATE_FIELDS,
+    JUDGE_TEMPLATES,
+    parse_rubric,
+    rubric_request,
+)
+from factory.steps.base import StepBase, StepRunner
 
 
 class JudgeScoreStep(StepBase):
@@ -32,7 +38,7 @@ class JudgeScoreStep(StepBase):
     @field_validator("templates")
     @classmethod
     def known_templates(cls, value: dict[str, str]) -> dict[str, str]:
-        return check_templates(value, JUDGE_TEMPLATE_FIELDS)
+        return check_overrides(value, JUDGE_TEMPLATES, JUDGE_TEMPLATE_FIELDS, JUDGE_OPTIONAL_FIELDS)
 
     @model_validator(mode="after")
     def positional_columns(self) -> "JudgeScoreStep":

@@ -20,12 +20,13 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from factory.backends.base import Request
-from factory.record import Rejected
-from factory.schema import StepBase, Strict, check_template
-from factory.scorers import JudgeScorer, Scorer, VerifierScorer, make_scoring, validate_scorer
-from factory.steps.base import StepContext, StepRunner, render, template_chat
-from factory.verifiers import is_user_verifier
+from factory.core.record import Rejected
+from factory.core.schema import Strict
+from factory.core.templates import check_template
+from factory.core.verifiers import is_user_verifier
+from factory.llm.request import Request
+from factory.steps.base import StepBase, StepContext, StepRunner, render, template_chat
+from factory.steps.scorers import JudgeScorer, Scorer, VerifierScorer, make_scoring, validate_scorer
 
 HISTOGRAM = "prompts_passing_"  # figure key prefix: prompts_passing_{c}_of_{n}
 

@@ -24,12 +24,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from factory.backends.base import Completion, Request
-from factory.errors import did_you_mean
-from factory.record import Record, Rejected
-from factory.schema import Params, StepBase, check_template
+from factory.core.record import Record, Rejected
+from factory.core.templates import check_overrides
+from factory.llm.request import Completion, Request
+from factory.llm.spec import Params
 from factory.steps import self_instruct_parse as parse
-from factory.steps.base import SetOutcome, SetRunner, StepContext, child_id
+from factory.steps.base import SetOutcome, SetRunner, StepBase, StepContext, child_id
 from factory.steps.novelty import NoveltyPool
 from factory.steps.self_instruct_templates import BLOCKED_WORDS, PLACEHOLDERS, TEMPLATES
 
@@ -65,12 +65,7 @@ class SelfInstructStep(StepBase):
     @field_validator("templates")
     @classmethod
     def known_templates(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if name not in TEMPLATES:
-                raise ValueError(f"unknown template {name!r}{did_you_mean(name, TEMPLATES)}; "
-                                 f"known: {', '.join(TEMPLATES)}")
-            check_template(text, PLACEHOLDERS[name], what=f"template {name!r}'s placeholders")
-        return value
+        return check_overrides(value, TEMPLATES, PLACEHOLDERS)
 
     @model_validator(mode="after")
     def columns(self) -> "SelfInstructStep":

@@ -114,11 +114,11 @@ TEMPLATES: dict[str, str] = {
 }
 
 # The placeholders each template may use (an override using another is a recipe error).
-PLACEHOLDERS: dict[str, set[str]] = {
-    "instructions": {"tasks", "next"},
-    "is_classification": {"instruction"},
-    "instances_input_first": {"instruction"},
-    "instances_output_first": {"instruction"},
+PLACEHOLDERS: dict[str, tuple[str, ...]] = {
+    "instructions": ("tasks", "next"),
+    "is_classification": ("instruction",),
+    "instances_input_first": ("instruction",),
+    "instances_output_first": ("instruction",),
 }
 
 # Words that mark a task a text-only model cannot do (the paper's list, with Alpaca's additions).

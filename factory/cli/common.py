@@ -1,0 +1,53 @@
+"""What every ``factory`` command shares: the consoles, the one-line error guard, common options."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from factory.core.errors import FactoryError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+# How `factory qc` and `factory audit` read a dataset whose format is not detected.
+FormatOption = Annotated[Optional[str], typer.Option("--format", help="dpo | sft | columns (default: "
+                                                                     "detected)")]
+PromptColumnOption = Annotated[Optional[str], typer.Option(
+    "--prompt-column", help="columns format: the instruction column (default: detected)")]
+ResponseColumnOption = Annotated[Optional[str], typer.Option(
+    "--response-column", help="columns format: the response column (default: detected)")]
+
+
+def fail(message: str, code: int) -> None:
+    err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def guard(fn: Callable[[], None]) -> None:
+    """Known errors become one line and an exit code; a bug says how to see its traceback."""
+    try:
+        return fn()
+    except FactoryError as exc:
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished calls are cached, rerun to resume")
+        raise typer.Exit(130)
+    except (typer.Exit, SystemExit):
+        raise
+    except Exception as exc:
+        if os.environ.get("FACTORY_DEBUG"):
+            raise
+        fail(f"{type(exc).__name__}: {exc} (set FACTORY_DEBUG=1 for the traceback)", 1)
+
+
+
+
+def reasons(counts: dict[str, int]) -> str:
+    """``reason n, reason n`` for a table cell, or 0."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "0"

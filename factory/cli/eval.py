@@ -1,0 +1,137 @@
+"""``factory eval``: held-out accuracy of a model (+ LoRA adapters), and its judge win rate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from factory.cli.common import guard, out
+from factory.core.errors import FactoryError
+
+
+def problems_for(task: str, count: int, skip: int, seed: int) -> list[Any]:
+    """``task``: a recipe with a ``task:`` section (its held-out set) or a generator family name
+    (``count`` problems after the first ``skip`` distinct ones of the ``seed`` stream)."""
+    from factory.recipe.tasks import FAMILIES, generate_split
+
+    if task.endswith((".yaml", ".yml")):
+        from factory.recipe.loader import load_recipe
+        from factory.recipe.seeds import task_problems
+
+        loaded = load_recipe(task)
+        if loaded.recipe.task is None:
+            raise FactoryError(f"{task}: no task: section to take held-out problems from")
+        return task_problems(loaded)[1]
+    if task not in FAMILIES:
+        from factory.core.errors import did_you_mean
+
+        raise FactoryError(f"--task {task}: not a recipe file or a task family{did_you_mean(task, FAMILIES)}"
+                           f" ({', '.join(f for f, s in FAMILIES.items() if s.make)})")
+    return generate_split(task, skip, count, seed)[1]
+
+
+def eval_command(
+    model: str = typer.Argument(..., help="base model: smollm2 (embedded), an HF folder or a .gguf file"),
+    adapter: list[Path] = typer.Option([], "--adapter", help="LoRA adapter folder, merged in order "
+                                       "(repeat: --adapter sft --adapter dpo)"),
+    task: Optional[str] = typer.Option(None, "--task", help="recipe with a task: section (its held-out "
+                                       "set) or a task family (sort_numbers, add_numbers, ...)"),
+    count: int = typer.Option(200, "--count", min=1, help="family: number of problems"),
+    skip: int = typer.Option(0, "--skip", min=0, help="family: skip the first N problems of the stream"),
+    seed: int = typer.Option(0, "--seed", help="family: generator seed"),
+    max_tokens: int = typer.Option(32, "--max-tokens", min=1, help="greedy answer length"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="problems decoded together"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads"),
+    judge_prompts: Optional[Path] = typer.Option(None, "--judge-prompts", help="jsonl with a 'prompt' "
+                                                 "column: judge win rate against --base"),
+    base: Optional[str] = typer.Option(None, "--base", help="win-rate opponent (default: MODEL "
+                                       "without adapters)"),
+    judge_backend: str = typer.Option("llama_cpp", "--judge-backend", help="backend for the judge"),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="judge model (default: "
+                                              "the backend's; 'embedded' for llama_cpp)"),
+    judge_options: list[str] = typer.Option([], "--judge-option", help="judge backend option key=value "
+                                            "(e.g. base_url=http://127.0.0.1:8000/v1)"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="use the first N judge prompts"),
+    output: Optional[Path] = typer.Option(None, "--output", help="JSON results file (default: beside "
+                                          "the last adapter, else ./eval/)"),
+) -> None:
+    """Greedy held-out accuracy (95% CI, copyable vs not) and/or judge win rate; JSON + model card."""
+    from factory.teach.evaluate import accuracy, closing, decoder, save_result, summary_line, win_rate
+
+    def body() -> None:
+        if task is None and judge_prompts is None:
+            raise FactoryError("nothing to evaluate: give --task and/or --judge-prompts")
+        card = adapter[-1] if adapter else None
+        folder = card or Path("eval")
+        tag = "+".join([Path(model).stem] + [a.name for a in adapter])
+        results = []
+        if task is not None:
+            problems = problems_for(task, count, skip, seed)
+            backend = decoder(model, adapter, batch_size, threads)
+            result = asyncio.run(closing(accuracy(backend, problems, max_tokens), backend))
+            path = output or folder / f"eval_{Path(task).stem}.json"
+            save_result(result, path, card)
+            results.append((result, path))
+        if judge_prompts is not None:
+            prompts = _prompts(judge_prompts, limit)
+            opts = _options(judge_options)
+            result = asyncio.run(_judged(model, adapter, base, prompts, (judge_backend, judge_model, opts),
+                                         batch_size, threads, max_tokens, win_rate))
+            path = (output.with_name(output.stem + "_winrate.json") if output
+                    else folder / f"winrate_{tag}.json")
+            save_result(result, path, card)
+            results.append((result, path))
+        for result, path in results:
+            out.print(summary_line(result), markup=False, highlight=False)
+            out.print(f"  -> {path}", markup=False, highlight=False)
+
+    guard(body)
+
+
+def _prompts(path: Path, limit: int | None) -> list[str]:
+    if not path.exists():
+        raise FactoryError(f"{path}: file not found")
+    prompts = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            prompts.append(str(json.loads(line)["prompt"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise FactoryError(f"{path}:{line_no}: expected a JSON object with a 'prompt' field") from None
+    return prompts[:limit] if limit else prompts
+
+
+def _options(items: list[str]) -> dict[str, Any]:
+    from ruamel.yaml import YAML
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise FactoryError(f"--judge-option {item}: expected key=value")
+        out[key.strip()] = YAML(typ="safe").load(raw) if raw else None
+    return out
+
+
+async def _judged(model: str, adapters: list[Path], base: str | None, prompts: list[str],
+                  judge_spec: tuple[str, str | None, dict[str, Any]], batch: int, threads: int | None,
+                  max_tokens: int, win_rate: Any) -> dict[str, Any]:
+    from factory.llm.backends import backend_class
+    from factory.llm.backends.base import BackendSettings
+    from factory.teach.evaluate import closing, decoder, greedy
+
+    candidate = decoder(model, adapters, batch, threads)
+    opponent = decoder(base or model, [], batch, threads)
+    judge_name, judge_model, judge_options = judge_spec
+    model_name = judge_model or ("embedded" if judge_name == "llama_cpp" else None)
+    try:
+        judge = backend_class(judge_name)(BackendSettings(model_name, 8, judge_options))
+    except (KeyError, ValueError, RuntimeError, OSError) as exc:
+        raise FactoryError(f"--judge-backend {judge_name}: {exc}") from None
+    return await closing(win_rate(candidate, opponent, judge, prompts, greedy(400), max_tokens),
+                         candidate, opponent, judge)

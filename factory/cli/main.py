@@ -1,0 +1,27 @@
+"""The ``factory`` command: one Typer app, each command defined in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from factory.cli.build_cmd import build, validate
+from factory.cli.data_cmd import audit, qc
+from factory.cli.eval import eval_command
+from factory.cli.init_cmd import init
+from factory.cli.train_cmd import advise, capacity, train
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Recipes in, post-training datasets out.")
+for command in (validate, build, init, capacity, advise, train, qc, audit):
+    app.command()(command)
+app.command(name="eval")(eval_command)
+
+
+def main() -> None:
+    app(prog_name="factory")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Rows of a data file: .jsonl, .json, .parquet, .csv, or a Hugging Face dataset folder.
+
+The one reader behind seeds, ``factory qc`` / ``audit`` / ``train`` and eval sets; a bad row is an
+error naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from factory.core.errors import RecipeError
+
+SUPPORTED = ".jsonl, .json, .parquet, .csv, or a Hugging Face dataset folder"
+
+
+def read_rows(path: Path, split: str | None = None) -> list[dict[str, Any]]:
+    """Rows of a data file or dataset folder; a bad row is an error naming the file and line."""
+    if path.is_dir():
+        return _hf_folder(path, split)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        return _jsonl(path)
+    if suffix == ".json":
+        data = _json_value(path, path.read_text(encoding="utf-8"), 1)
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise RecipeError(str(path), 1, "", "a .json seed file holds a list of objects")
+        return data
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            return [dict(r) for r in csv.DictReader(fh)]
+    raise RecipeError(str(path), None, "", f"unsupported seed file type {suffix!r}; use {SUPPORTED}")
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            row = _json_value(path, line, number)
+            if not isinstance(row, dict):
+                raise RecipeError(str(path), number, "", "each line must be a JSON object")
+            rows.append(row)
+    return rows
+
+
+def _json_value(path: Path, text: str, line: int) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecipeError(str(path), line + exc.lineno - 1, "", f"invalid JSON: {exc.msg}") from None
+
+
+def _hf_folder(path: Path, split: str | None) -> list[dict[str, Any]]:
+    try:
+        import datasets
+    except ImportError:
+        raise RecipeError(str(path), None, "", "reading a dataset folder needs the 'datasets' "
+                          "package: pip install datasets") from None
+    saved = (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
+    ds: Any = datasets.load_from_disk(str(path)) if saved else datasets.load_dataset(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        name = split or ("train" if "train" in ds else next(iter(ds)))
+        if name not in ds:
+            raise RecipeError(str(path), None, "", f"no split {name!r}; has {sorted(ds)}")
+        ds = ds[name]
+    return ds.to_list()

@@ -1,0 +1,78 @@
+"""``factory build --dry-run``: how many LLM calls and prompt tokens a build will make, and how many
+the cache already holds — without calling any model.
+
+Steps whose inputs are already in the cache are replayed from it, so a half-finished build reports
+exactly what is left. Where a prompt contains text that is not generated yet, its token count is a
+lower bound (the template and known columns only), and the report says so.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from factory.core.record import Rejected
+from factory.engine.plan import BuildOptions, Plan
+from factory.engine.wiring import bind_steps, open_backends, open_cache
+from factory.steps import StepRunner
+
+
+@dataclass
+class StepEstimate:
+    calls: int = 0  # calls the build would make for this step
+    cached: int = 0  # of those, answered by the cache
+    prompt_tokens: int = 0
+    tokens_are_lower_bound: bool = False
+    usd: float = 0.0  # worst case for the calls to make: their prompts + max_tokens of output
+    # Multi-turn, fan-out and set steps decide their next call from the last answer: their
+    # calls are only known when they run, so the estimate stops at them.
+    not_estimated: bool = False
+
+
+async def estimate(plan: Plan, options: BuildOptions) -> dict[str, dict[str, Any]]:
+    cache = open_cache(options)
+    try:
+        async with AsyncExitStack() as stack:
+            bound = bind_steps(plan, open_backends(plan, stack), cache)
+            out = {s.name: StepEstimate() for s in plan.graph.order}
+            for record in plan.records:
+                fields, pending = dict(record.fields), set()
+                for step in plan.graph.order:
+                    runner, dispatcher = bound[step.name].runner, bound[step.name].dispatcher
+                    est = out[step.name]
+                    unknown = pending.intersection(step.reads)
+                    view = {**fields, **{c: "" for c in unknown}}
+                    if any(c not in view for c in step.reads):
+                        break  # the build rejects this record as missing a column
+                    if type(runner).requests is StepRunner.requests or runner.fans_out:
+                        est.not_estimated = True
+                        break
+                    requests = runner.requests(view)
+                    if isinstance(requests, Rejected):
+                        if unknown:  # only an artefact of the placeholders: count nominally
+                            requests = runner.requests({**view, **{c: f"<{c}>" for c in unknown}})
+                        if isinstance(requests, Rejected):
+                            break
+                    est.calls += len(requests)
+                    est.prompt_tokens += sum(dispatcher.backend.count_tokens(r.message_dicts())
+                                             for r in requests)
+                    est.usd += sum(dispatcher.backend.estimate_cost(r) for r in requests
+                                   if not (cache and dispatcher.key(r) in cache) or unknown)
+                    if unknown:
+                        est.tokens_are_lower_bound = True
+                        pending.update(step.writes)
+                        continue
+                    hits = [cache.get(dispatcher.key(r)) if cache else None for r in requests]
+                    est.cached += sum(h is not None for h in hits)
+                    if any(h is None for h in hits):
+                        pending.update(step.writes)
+                        continue
+                    parsed = runner.parse(fields, hits)
+                    if isinstance(parsed, Rejected):
+                        break
+                    fields.update(parsed)
+            return {name: asdict(e) for name, e in out.items()}
+    finally:
+        if cache is not None:
+            cache.close()

@@ -1,0 +1,64 @@
+"""The one contract every LLM backend implements: ``generate(requests) -> completions``
+(requests and completions are in ``factory.llm.request``)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from factory.llm.request import Completion, Request
+
+
+@dataclass
+class BackendSettings:
+    """What a recipe's backend block hands to a backend's constructor."""
+
+    model: str | None = None
+    concurrency: int = 8
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def pop_flag(options: dict[str, Any], name: str, default: bool) -> bool:
+    """Take the true/false option ``name`` out of ``options``; a string like "no" is an error, not True."""
+    value = options.pop(name, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"option {name} must be true or false, not {value!r}")
+    return value
+
+
+class Backend(ABC):
+    """An LLM behind one narrow async method. Subclasses set ``name`` and implement ``generate``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: BackendSettings) -> None:
+        self.settings = settings
+
+    @property
+    def model_id(self) -> str:
+        """Identifies the model in cache keys and lineage."""
+        return self.settings.model or "default"
+
+    @abstractmethod
+    async def generate(self, requests: list[Request]) -> list[Completion]:
+        """One completion per request, in order. A failed call is a Completion with ``error`` set."""
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        """Prompt tokens for a chat; backends with a tokenizer override this rough count."""
+        return sum(len(m["content"].split()) + 4 for m in messages)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for a call of this size; local backends are free."""
+        return 0.0
+
+    def estimate_cost(self, request: Request) -> float:
+        """Worst-case USD for a request before it is made (the budget reserves this much)."""
+        return 0.0
+
+    def counters(self) -> dict[str, Any]:
+        """Backend-specific counts for stats (retries, throttles, dollars); none by default."""
+        return {}
+
+    async def close(self) -> None:
+        """Release model memory, threads and connections."""

@@ -1,0 +1,76 @@
+"""A deterministic, instant LLM for tests, benchmarks and dry runs.
+
+Every reply is a pure function of the request (messages, params, sample index), so a build on the
+fake backend is reproducible byte for byte. Options (the recipe's ``backend.options``):
+
+- ``rules``: list of ``{match: REGEX, reply: TEMPLATE}`` or ``{match: REGEX, replies: [..]}``; the
+  first rule whose regex matches the prompt text wins; ``replies`` picks one by request hash.
+- ``default``: reply template when no rule matches.
+- ``latency``: seconds each call takes (simulates a slow server).
+- ``fail_match``: regex; matching requests fail with an error (never cached).
+- ``fail_every``: N; about one request in N fails, chosen by request hash.
+
+Templates may use ``{hash}`` (8 hex digits of the request), ``{last}`` (the last user message),
+``{sample}`` (sample index) and ``{temperature}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from factory.llm.backends.base import Backend, BackendSettings
+from factory.llm.request import Completion, Request, request_key
+
+DEFAULT_REPLY = "Answer {hash}: a short reply to '{last:.60}'."
+
+
+class FakeBackend(Backend):
+    name = "fake"
+
+    def __init__(self, settings: BackendSettings) -> None:
+        super().__init__(settings)
+        opts: dict[str, Any] = dict(settings.options)
+        self.rules = [(re.compile(r["match"], re.S), r) for r in opts.pop("rules", [])]
+        self.default = opts.pop("default", DEFAULT_REPLY)
+        self.latency = float(opts.pop("latency", 0.0))
+        fail_match = opts.pop("fail_match", None)
+        self.fail_match = re.compile(fail_match, re.S) if fail_match else None
+        self.fail_every = int(opts.pop("fail_every", 0))
+        if opts:
+            raise ValueError(f"unknown fake backend option(s): {', '.join(sorted(opts))}")
+        self.calls = 0  # requests actually served (tests assert on it)
+
+    @property
+    def model_id(self) -> str:
+        return self.settings.model or "fake-1"
+
+    async def generate(self, requests: list[Request]) -> list[Completion]:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        self.calls += len(requests)
+        return [self._reply(r) for r in requests]
+
+    def _reply(self, request: Request) -> Completion:
+        digest = request_key(self.name, self.model_id, request)
+        prompt = "\n".join(content for _, content in request.messages)
+        prompt_tokens = self.count_tokens(request.message_dicts())
+        if (self.fail_match and self.fail_match.search(prompt)) or (
+            self.fail_every and int(digest[:8], 16) % self.fail_every == 0
+        ):
+            return Completion("", "error", prompt_tokens, 0, error="fake backend: scripted failure")
+        template = self.default
+        for pattern, rule in self.rules:
+            if pattern.search(prompt):
+                replies = rule.get("replies")
+                template = replies[int(digest[8:16], 16) % len(replies)] if replies else rule["reply"]
+                break
+        last_user = next((c for r, c in reversed(request.messages) if r == "user"), "")
+        text = template.format(hash=digest[:8], last=last_user, sample=request.sample_index,
+                               temperature=request.params.temperature)
+        words = text.split()
+        if len(words) > request.params.max_tokens:
+            return Completion(" ".join(words[: request.params.max_tokens]), "length", prompt_tokens,
+                              request.params.max_tokens)
+        return Completion(text, "stop", prompt_tokens, len(words))

@@ -1,0 +1,77 @@
+"""Any server that speaks OpenAI chat completions (vLLM server, llama.cpp server, Ollama, TGI, OpenAI).
+
+``options.base_url`` picks the server (default: ``$OPENAI_BASE_URL`` or OpenAI). The key comes from
+the environment variable named by ``options.api_key_env`` (default ``OPENAI_API_KEY``); local
+servers usually need none, so a missing key is sent as a placeholder. Same limiter, retries, hard
+timeout and cost rules as the anthropic backend (``http_common``). Prices: OpenAI's table for its
+model names; anything else costs 0 unless ``options.price`` says otherwise.
+
+Options, besides the common ones: ``api_key_env``, ``send_top_k`` (vLLM/llama.cpp servers accept
+``top_k`` as an extra body field; OpenAI refuses it), ``send_seed`` (default true).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import openai
+
+from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.http_common import MALFORMED, ApiBackend, CallFailed
+from factory.llm.pricing import OPENAI_PRICES
+from factory.llm.request import Completion, Request
+
+FINISH = {"stop": "stop", "length": "length", "content_filter": "stop", "tool_calls": "stop"}
+
+
+class OpenAICompatibleBackend(ApiBackend):
+    name = "openai_compatible"
+    prices = OPENAI_PRICES
+
+    def __init__(self, settings: BackendSettings) -> None:
+        if not settings.model:
+            raise ValueError("the openai_compatible backend needs a model (the server's model name)")
+        super().__init__(settings)
+        self.key_env = str(self.opts.pop("api_key_env", "OPENAI_API_KEY"))
+        self.send_top_k = bool(self.opts.pop("send_top_k", False))
+        self.send_seed = bool(self.opts.pop("send_seed", True))
+        self.check_options()
+        key = self.api_key(self.key_env, required=False) or "none"  # local servers ignore it
+        self.client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url or os.environ.get(
+            "OPENAI_BASE_URL"), max_retries=0, timeout=self.timeout)
+
+    @property
+    def model_id(self) -> str:
+        return self.settings.model or ""
+
+    def body(self, request: Request) -> dict[str, Any]:
+        p = request.params
+        body: dict[str, Any] = {"model": self.model_id, "messages": request.message_dicts(),
+                                "max_tokens": p.max_tokens, "temperature": p.temperature, "top_p": p.top_p}
+        if p.stop:
+            body["stop"] = list(p.stop)
+        if self.send_seed:  # the request's own seed: same request, same sample, on servers that honor it
+            body["seed"] = request.sampling_seed(self.name, self.model_id) & 0x7FFFFFFF
+        if request.logprobs:
+            body["logprobs"] = True
+        if self.send_top_k and p.top_k:
+            body["extra_body"] = {"top_k": p.top_k}
+        return body
+
+    async def _call(self, request: Request) -> Completion:
+        reply = await self.client.chat.completions.create(**self.body(request))
+        try:
+            choice = reply.choices[0]
+            logprobs = None
+            if request.logprobs and choice.logprobs is not None and choice.logprobs.content:
+                logprobs = [float(t.logprob) for t in choice.logprobs.content]
+            usage = reply.usage
+            return Completion(choice.message.content or "", FINISH.get(choice.finish_reason or "", "stop"),
+                              int(usage.prompt_tokens) if usage else 0,
+                              int(usage.completion_tokens) if usage else 0, logprobs)
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            raise CallFailed(MALFORMED, f"unexpected reply shape: {exc}") from None
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,96 @@
+"""What a model is asked and what it answers: sampling params, a request, a completion, and the
+cache key that identifies a request whatever the batching.
+
+A request is chat messages + sampling params + a sample index. The sample index lets a step ask
+for several independent samples of the same prompt; it is part of the cache key and of the
+per-request random seed, so sample 3 is the same text whether it was made alone or in a batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int = 0  # the build's global seed; per-request seeds derive from it
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+                "max_tokens": self.max_tokens, "stop": list(self.stop), "seed": self.seed}
+
+    @cached_property
+    def canonical(self) -> str:
+        """Sorted-key JSON, computed once: it goes into every cache key."""
+        return json.dumps(self.as_dict(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Request:
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs: hashable and ordered
+    params: SamplingParams
+    sample_index: int = 0
+    logprobs: bool = False
+    # A JSON schema (as canonical JSON text) the answer must follow. Backends that can constrain
+    # decoding (llama.cpp grammars, structured outputs) enforce it; others may only be asked.
+    json_schema: str | None = None
+
+    @classmethod
+    def chat(cls, messages: list[dict[str, str]], params: SamplingParams, sample_index: int = 0,
+             logprobs: bool = False, json_schema: dict[str, Any] | None = None) -> "Request":
+        # Key order is kept: it is the order a constrained decoder writes the fields in.
+        schema = json.dumps(json_schema) if json_schema is not None else None
+        return cls(tuple((m["role"], m["content"]) for m in messages), params, sample_index,
+                   logprobs, schema)
+
+    def message_dicts(self) -> list[dict[str, str]]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+    def prompt_hash(self) -> str:
+        """Hash of the prompt alone (messages), recorded in lineage."""
+        return hashlib.sha256(json.dumps(self.messages).encode()).hexdigest()[:16]
+
+    @cached_property
+    def canonical(self) -> str:
+        """Everything about the request that changes its answer, as stable JSON."""
+        return json.dumps([self.params.canonical, self.messages, self.sample_index, self.logprobs,
+                           self.json_schema])
+
+    def sampling_seed(self, backend: str, model: str) -> int:
+        """Deterministic per-request seed: same request -> same seed, whatever the batching."""
+        return int(request_key(backend, model, self)[:8], 16)
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str = "stop"  # stop | length | error
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    logprobs: list[float] | None = None  # per generated token, where the backend has them
+    error: str | None = None  # set when the call failed; failed calls are never cached
+
+    def to_json(self) -> str:
+        return json.dumps({"text": self.text, "finish_reason": self.finish_reason,
+                           "prompt_tokens": self.prompt_tokens,
+                           "completion_tokens": self.completion_tokens, "logprobs": self.logprobs,
+                           "error": self.error}, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Completion":
+        return cls(**json.loads(text))
+
+
+def request_key(backend: str, model: str, request: Request) -> str:
+    """Cache key: backend, model, sampling params, messages, sample index — nothing about batching."""
+    payload = json.dumps([backend, model, request.canonical])
+    return hashlib.sha256(payload.encode()).hexdigest()

@@ -1,0 +1,102 @@
+"""Recipe schema: pydantic models with ``extra="forbid"`` so a typo is an error, not a silent default.
+
+Only shape and types live here; wiring (which step reads what another writes, cycles, files that
+must exist) is checked in ``factory.recipe.graph`` and ``factory.recipe.loader``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from factory.core.schema import Strict
+from factory.llm.spec import BackendBlock
+from factory.recipe.teach_spec import EvalBlock, TaskBlock, TrainBlock
+from factory.steps import STEP_SPECS
+from filters.config import QCBlock
+
+
+class SeedsBlock(Strict):
+    path: str | None = Field(None, description="jsonl/json/parquet/csv file or HF dataset folder, "
+                                               "relative to the recipe")
+    rows: list[dict[str, Any]] | None = Field(None, description="inline seed rows")
+    split: str | None = Field(None, description="split of a Hugging Face dataset folder")
+    task: Literal["train", "test"] | None = Field(None, description="the recipe task's train or "
+                                                  "test problems")
+    limit: int | None = Field(None, ge=1, description="use only the first N rows")
+
+    @model_validator(mode="after")
+    def one_source(self) -> "SeedsBlock":
+        if sum(x is not None for x in (self.path, self.rows, self.task)) != 1:
+            raise ValueError("give exactly one of 'path', 'rows' or 'task'")
+        if self.rows is not None and not self.rows:
+            raise ValueError("'rows' is empty")
+        return self
+
+
+Step = Annotated[Union[STEP_SPECS], Field(discriminator="kind")]
+
+
+class SplitSpec(Strict):
+    """One output split. ``dpo`` and ``sft`` write TRL's conversational format."""
+
+    format: Literal["dpo", "sft", "columns"]
+    prompt: str = Field("prompt", description="column holding the user prompt")
+    chosen: str = Field("chosen", description="dpo: preferred answer column")
+    rejected: str = Field("rejected", description="dpo: other answer column")
+    completion: str = Field("response", description="sft: answer column")
+    system: str | None = Field(None, description="system message to put first in each chat")
+    columns: list[str] = Field(default_factory=list, description="extra columns to carry over")
+
+    def reads(self) -> list[str]:
+        needed = {"dpo": [self.prompt, self.chosen, self.rejected],
+                  "sft": [self.prompt, self.completion], "columns": []}[self.format]
+        return needed + list(self.columns)
+
+
+class OutputsBlock(Strict):
+    dir: str | None = Field(None, description="default: datasets/<name>")
+    splits: dict[str, SplitSpec] = Field(min_length=1)
+
+    @field_validator("splits")
+    @classmethod
+    def split_names(cls, value: dict[str, SplitSpec]) -> dict[str, SplitSpec]:
+        for name in value:
+            if not name.isidentifier() or name == "rejects":
+                raise ValueError(f"bad split name {name!r}: use an identifier other than 'rejects'")
+        return value
+
+
+class Recipe(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = Field(0, description="global seed; per-request seeds derive from it")
+    seeds: SeedsBlock
+    backend: BackendBlock
+    backends: dict[str, BackendBlock] = Field(default_factory=dict,
+                                              description="extra named backends for steps")
+    steps: list[Step] = Field(min_length=1)
+    qc: list[QCBlock] = Field(default_factory=list, description="QC chain (filters/config.py)")
+    outputs: OutputsBlock
+    task: TaskBlock | None = Field(None, description="problems with known answers, made by code")
+    train: TrainBlock | None = Field(None, description="LoRA SFT then DPO on the built splits")
+    eval: EvalBlock | None = Field(None, description="held-out accuracy of base and trained models")
+
+    @model_validator(mode="after")
+    def teach_sections(self) -> "Recipe":
+        if self.seeds.task is not None and self.task is None:
+            raise ValueError("seeds.task needs a 'task:' section")
+        if self.eval is not None and self.task is None:
+            raise ValueError("eval: needs a 'task:' section (the held-out problems)")
+        if self.train is not None:
+            wanted = [(self.train.sft_split, "sft")] + \
+                ([(self.train.dpo_split, "dpo")] if self.train.dpo is not None else [])
+            for split, fmt in wanted:
+                spec = self.outputs.splits.get(split)
+                if spec is None or spec.format != fmt:
+                    raise ValueError(f"train: needs an outputs split {split!r} with format {fmt}")
+        return self
+
+    def backend_block(self, name: str) -> BackendBlock:
+        return self.backend if name == "default" else self.backends[name]

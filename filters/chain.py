@@ -1,0 +1,31 @@
+"""Filter objects for validated chain blocks (``filters.config``). Each filter module is imported
+only when a chain uses it, so a chain without perplexity never imports torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from filters.base import Chain
+from filters.config import DedupBlock, DriftBlock, PairsBlock, PerplexityBlock, RewardBlock
+
+
+def build_chain(blocks: list[Any]) -> Chain:
+    """Filter objects for validated blocks; heavy modules are imported only for filters used."""
+    out = []
+    for block in blocks:
+        if isinstance(block, PerplexityBlock):
+            from filters.perplexity import PerplexityFilter
+            out.append(PerplexityFilter(block))
+        elif isinstance(block, DedupBlock):
+            from filters.dedup import DedupFilter
+            out.append(DedupFilter(block))
+        elif isinstance(block, RewardBlock):
+            from filters.reward import RewardFilter
+            out.append(RewardFilter(block))
+        elif isinstance(block, PairsBlock):
+            from filters.pairs import PairsFilter
+            out.append(PairsFilter(block))
+        elif isinstance(block, DriftBlock):
+            from filters.drift import DriftFilter
+            out.append(DriftFilter(block))
+    return Chain(out)
