@@ -23,12 +23,15 @@ from filters.dataset_io import LoadedDataset, default_chain_path, load_dataset_r
 def run_dataset_chain(dataset: LoadedDataset, chain_path: Path | None, seeds_path: Path | None,
                       report_only: bool) -> tuple[QCResult, Path]:
     from factory.core.rows import read_rows
+    from factory.llm.session import run_blocking
 
     chain_path = chain_path or default_chain_path(dataset.format)
     blocks = load_chain_file(chain_path)
     seeds = read_rows(seeds_path) if seeds_path else []
-    context = QCContext(seeds=seeds, report_only=report_only)
-    return build_chain(blocks).run(dataset.records, context), chain_path
+    chain = build_chain(blocks)
+    # A judge scorer calls its model through the session (the default request cache).
+    result = run_blocking(lambda llm: chain.run(dataset.records, QCContext(seeds, report_only, llm)))
+    return result, chain_path
 
 
 def write_qc_outputs(dataset: LoadedDataset, result: QCResult, out_dir: Path) -> dict[str, Any]:

@@ -7,14 +7,17 @@ from pathlib import Path
 from typing import Any
 
 from factory.core.record import Record, Reject
+from factory.llm.session import LLMSession
 from filters.base import QCContext, QCResult
 from filters.chain import build_chain
 
 
 def run_recipe_qc(blocks: list[Any], kept: list[Record], seeds: list[dict[str, Any]],
-                  encode: Callable[[str, list[str]], Any] | None = None) -> QCResult:
+                  encode: Callable[[str, list[str]], Any] | None = None,
+                  llm: LLMSession | None = None) -> QCResult:
     """Run the chain on the engine's kept records; the seeds feed dedup-against-seeds and drift.
-    ``encode(model, texts)`` replaces the in-process embedding model (the Ray executor's tasks)."""
+    ``encode(model, texts)`` replaces the in-process embedding model (the Ray executor's tasks);
+    ``llm``: the build's session, through which judge scorers call their models."""
     chain = build_chain(blocks)
     if encode is not None:
         from filters.embed import Embedder
@@ -22,7 +25,7 @@ def run_recipe_qc(blocks: list[Any], kept: list[Record], seeds: list[dict[str, A
         for f in chain.filters:
             if hasattr(f, "embedder") and f.embedder is None:  # dedup, drift
                 f.embedder = Embedder(f.block.model, encode=encode)
-    return chain.run(kept, QCContext(seeds=seeds))
+    return chain.run(kept, QCContext(seeds=seeds, llm=llm))
 
 
 def merge_outcomes(outcomes: list[Record | Reject], result: QCResult) -> list[Record | Reject]:

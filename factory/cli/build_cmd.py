@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from factory.build import BuildResult, run_build
-from factory.cli.common import err, guard, out, reasons
+from factory.cli.common import CacheOption, NoCacheOption, err, guard, out, reasons
 from factory.core.errors import FactoryError
 from factory.engine.plan import BuildOptions, Plan, plan_build
 
@@ -38,9 +38,8 @@ def build(
     output: Optional[Path] = typer.Option(None, "--output", help="dataset folder (default: "
                                           "datasets/<recipe name>)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="global seed (default: the recipe's)"),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="request cache file (default: "
-                                         "$FACTORY_CACHE_DIR or ~/.cache/factory)"),
-    no_cache: bool = typer.Option(False, "--no-cache", help="neither read nor write the cache"),
+    cache: CacheOption = None,
+    no_cache: NoCacheOption = False,
     trust_code: bool = typer.Option(False, "--trust-code", help="allow steps that import code the "
                                     "recipe names (a module:function verifier)"),
     budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0, help="stop (exit 4) "
@@ -145,7 +144,7 @@ def _print_summary(result: BuildResult) -> None:
                       markup=False, highlight=False)
     out.print("splits: " + ", ".join(f"{n} {c['rows']} rows" for n, c in stats["splits"].items()),
               markup=False, highlight=False)
-    for key, c in result.calls.items():
+    for key, c in result.calls.items():  # recipe backend keys, then QC judges (qc.reward, ...)
         out.print(f"calls [{key}]: {c['made']} made, {c['cached']} from cache, {c['failed']} failed; "
                   f"{c['prompt_tokens']} prompt + {c['completion_tokens']} completion tokens"
                   + (f"; {c['retries']} retries ({c['throttled']} throttled)" if "retries" in c else "")

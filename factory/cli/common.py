@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -22,6 +23,12 @@ PromptColumnOption = Annotated[Optional[str], typer.Option(
     "--prompt-column", help="columns format: the instruction column (default: detected)")]
 ResponseColumnOption = Annotated[Optional[str], typer.Option(
     "--response-column", help="columns format: the response column (default: detected)")]
+
+
+# The request cache, as `factory build`, `eval` and `init` take it.
+CacheOption = Annotated[Optional[Path], typer.Option(
+    "--cache", help="request cache file (default: $FACTORY_CACHE_DIR or ~/.cache/factory)")]
+NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="neither read nor write the cache")]
 
 
 def fail(message: str, code: int) -> None:

@@ -127,6 +127,23 @@ def adapters_id(adapters: list[str] | list[Path]) -> str:
     return digest.hexdigest()[:12]
 
 
+def weights_id(ref: ModelRef) -> str:
+    """A short fingerprint of where a model's weights are and which files they are (absolute
+    path, name, size, modification time): a model retrained in place, or another model in a folder
+    of the same name, gets a new id. Cheap (no file is read); a copy moved elsewhere only misses."""
+    import hashlib
+
+    folder = ref.folder.resolve()
+    files = [folder / ref.gguf_file] if ref.gguf_file else sorted(
+        f for f in folder.iterdir() if f.is_file() and (f.name == "config.json" or f.suffix in (
+            ".safetensors", ".bin", ".pt", ".pth", ".gguf")))
+    digest = hashlib.sha256(str(folder).encode())
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
 def merge_adapters(model: Any, adapters: list[str] | list[Path]) -> Any:
     """Fold each LoRA adapter into the weights, in order (an SFT adapter, then DPO on top of it)."""
     from peft import PeftModel

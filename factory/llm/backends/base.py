@@ -40,6 +40,13 @@ class Backend(ABC):
         """Identifies the model in cache keys and lineage."""
         return self.settings.model or "default"
 
+    @property
+    def cache_id(self) -> str:
+        """Identifies the model in the request cache. ``model_id`` by default; a backend whose
+        model_id names weights that can change under the same name adds a fingerprint here (not
+        in model_id: per-request sampling seeds derive from model_id and must stay put)."""
+        return self.model_id
+
     @abstractmethod
     async def generate(self, requests: list[Request]) -> list[Completion]:
         """One completion per request, in order. A failed call is a Completion with ``error`` set."""
