@@ -102,3 +102,49 @@ def test_qc_command_writes_kept_and_rejects(tmp_path):
     assert len(kept) == 6 and kept[0] == rows[0]
     assert [(r["step"], r["reason"], r["row"]) for r in rejects] == [("qc.pairs", "identical_pair", 7)]
     assert "7 in = 6 kept + 1 dropped + 0 failed" in result.stdout
+
+
+JUDGE_QC = """qc:
+  - {filter: pairs, margin_column: judgement, margin: 0.0}
+  - filter: reward
+    column: chosen
+    percentile: 25
+    scorer:
+      kind: judge
+      backend:
+        name: fake
+        options:
+          rules:""" + RUBRIC_RULE.replace("\n      ", "\n            ") + "\n"
+
+
+def _run_calls(out) -> dict:
+    return json.loads((out / "run.json").read_text())["calls"]
+
+
+def test_qc_judge_calls_go_through_the_build_cache_and_count_in_run_json(write_recipe, tmp_path, cache_env):
+    recipe = write_recipe(qc_recipe(JUDGE_QC))
+    out, cache = tmp_path / "out", tmp_path / "build.sqlite"  # not the default cache: a judge with
+    first = run_cli("build", str(recipe), "--output", str(out), "--cache", str(cache), env=cache_env)
+    assert first.returncode == 0, first.stderr  # a cache of its own would not use this file
+    judged = json.loads((out / "stats.json").read_text())["qc"]["filters"]["reward"]["in"]
+    calls = _run_calls(out)
+    assert judged > 0 and calls["qc.reward"]["made"] == judged and calls["qc.reward"]["cached"] == 0
+    assert "calls [qc.reward]: " + f"{judged} made, 0 from cache" in first.stdout
+    total = json.loads((out / "run.json").read_text())["total_calls"]
+    assert total["made"] == calls["default"]["made"] + judged
+    assert not (tmp_path / "cache" / "requests.sqlite").exists()  # the default cache is never opened
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "run.json"}
+
+    again = run_cli("build", str(recipe), "--output", str(out), "--cache", str(cache), env=cache_env)
+    assert again.returncode == 0, again.stderr
+    calls = _run_calls(out)
+    assert calls["qc.reward"]["made"] == 0 and calls["qc.reward"]["cached"] == judged
+    assert calls["default"]["made"] == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "run.json"} == files
+
+    fresh = run_cli("build", str(recipe), "--output", str(out), "--no-cache", env=cache_env)
+    assert fresh.returncode == 0, fresh.stderr
+    calls = _run_calls(out)
+    assert calls["qc.reward"]["made"] == judged and calls["qc.reward"]["cached"] == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "run.json"} == files
+    assert not (tmp_path / "cache" / "requests.sqlite").exists()
