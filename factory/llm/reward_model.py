@@ -11,8 +11,9 @@ wherever it is asked (they used to join and truncate differently).
 - Truncation keeps the answer and cuts the prompt from the left: the score head reads the last
   token, and the answer's end (and its end-of-turn token) is what is being judged; cutting from
   the right would score a headless prompt plus half an answer.
-- Padding on the right: a plain forward numbers positions from the left edge, so left padding
-  would shift every padded row's positions and change its score with the batch it landed in.
+- Padding on the right: a plain forward numbers positions from the left edge, so with absolute
+  position embeddings left padding would shift a padded row's positions and its score would depend
+  on the batch it landed in (rotary models are shift-invariant; right padding is safe for both).
 - Model folders: a Hugging Face sequence-classification folder (one label), or the output of
   ``factory train reward`` (its run folder or ``adapter/``: base model + LoRA + score head).
 """
