@@ -53,11 +53,20 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
                 engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
                                 on_step_done=on_step_done, seed=plan.seed)
             outcomes = await engine.run(plan.records)
-        await llm.close_backends()  # free the generation models before QC loads its own
+        # Free the generation models before QC loads its own, but for those a QC judge calls.
+        await llm.close_backends(keep=_qc_judge_blocks(plan))
         _check_budget(llm.budget)
         qc = await _run_qc(plan, options, outcomes, llm) if plan.recipe.qc else None
         _check_budget(llm.budget)  # a QC judge refused by the budget stops the build the same way
         return _write(plan, engine, outcomes, qc, llm, bound, backends, started)
+
+
+def _qc_judge_blocks(plan: Plan) -> list[Any]:
+    if not plan.recipe.qc:
+        return []
+    from filters.build_qc import judge_blocks
+
+    return judge_blocks(plan.recipe.qc)
 
 
 def _check_budget(budget: Budget | None) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from factory.core.record import Record, Reject
 from factory.llm.session import LLMSession
+from factory.llm.spec import BackendBlock
 from filters.base import QCContext, QCResult
 from filters.chain import build_chain
 
@@ -26,6 +27,21 @@ def run_recipe_qc(blocks: list[Any], kept: list[Record], seeds: list[dict[str, A
             if hasattr(f, "embedder") and f.embedder is None:  # dedup, drift
                 f.embedder = Embedder(f.block.model, encode=encode)
     return chain.run(kept, QCContext(seeds=seeds, llm=llm))
+
+
+def judge_blocks(blocks: list[Any]) -> list[BackendBlock]:
+    """The backend blocks the chain's judge scorers will call: a build keeps those backends open
+    after its steps (a judge on a step's block reuses the loaded model)."""
+    from filters.config import PairsBlock, RewardBlock
+    from filters.reward import JudgeRewardScorer, make_scorer
+
+    out = []
+    for block in blocks:
+        if isinstance(block, RewardBlock) or (isinstance(block, PairsBlock) and block.scorer is not None):
+            scorer = make_scorer(block.scorer)
+            if isinstance(scorer, JudgeRewardScorer):
+                out.append(scorer.block)
+    return out
 
 
 def merge_outcomes(outcomes: list[Record | Reject], result: QCResult) -> list[Record | Reject]:

@@ -35,6 +35,18 @@ def test_one_backend_per_block_one_cache_and_counts_per_user(tmp_path):
         ("default", 1, 0), ("qc.reward", 0, 1), ("eval", 0, 1)]
 
 
+def test_close_backends_keeps_what_a_later_phase_needs(tmp_path):
+    judge, other = BackendBlock(name="fake"), BackendBlock(name="fake", model="other")
+
+    async def run() -> None:
+        async with LLMSession.open(tmp_path / "c.sqlite") as llm:
+            kept, closed = llm.backend(judge), llm.backend(other)
+            await llm.close_backends(keep=[judge])  # a build's steps are done; QC judges on `judge`
+            assert llm.backend(judge) is kept and llm.backend(other) is not closed
+
+    asyncio.run(run())
+
+
 def test_no_cache_session_never_creates_a_cache_file(tmp_path):
     async def run() -> int:
         async with LLMSession.open(tmp_path / "c.sqlite", use_cache=False) as llm:

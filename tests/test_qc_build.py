@@ -148,3 +148,31 @@ def test_qc_judge_calls_go_through_the_build_cache_and_count_in_run_json(write_r
     assert calls["qc.reward"]["made"] == judged and calls["qc.reward"]["cached"] == 0
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "run.json"} == files
     assert not (tmp_path / "cache" / "requests.sqlite").exists()
+
+
+def test_a_qc_judge_on_a_step_backend_block_reuses_its_backend(write_recipe, tmp_path):
+    import asyncio
+
+    import yaml
+
+    from factory.build import run_build
+    from factory.engine.plan import BuildOptions, plan_build
+    from factory.llm.backends.base import BackendSettings
+    from factory.llm.backends.fake import FakeBackend
+
+    recipe = yaml.safe_load(fake_recipe_text())
+    recipe["backend"]["options"]["rules"].append(
+        {"match": "Rate the answer", "reply": '{{"reasoning": "ok", "correctness": 4, "helpfulness": 3, '
+                                              '"clarity": 4}}'})
+    recipe["qc"] = [{"filter": "reward", "column": "chosen", "scorer": {"kind": "judge",
+                                                                         "backend": recipe["backend"]}}]
+    path = write_recipe(yaml.safe_dump(recipe))
+    options = BuildOptions(output=tmp_path / "out", cache_path=tmp_path / "c.sqlite", limit=6)
+    plan = plan_build(path, options)
+    block = plan.recipe.backend
+    fake = FakeBackend(BackendSettings(block.model, block.concurrency, dict(block.options)))
+    result = asyncio.run(run_build(plan, options, backends={"default": fake}))
+    judged = result.stats["qc"]["filters"]["reward"]["in"]
+    assert judged > 0 and result.calls["qc.reward"]["made"] == judged
+    assert fake.calls == result.calls["default"]["made"] + judged  # one backend served both
+    assert result.stats["qc"]["filters"]["reward"]["failed"] == {}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -101,14 +101,17 @@ class LLMSession:
     def dispatcher_for(self, block: BackendBlock, user: str) -> Dispatcher:
         return self.dispatcher(self.backend(block), block.concurrency, user)
 
-    async def close_backends(self) -> None:
-        """Close every backend opened so far (free model memory between phases of a run); a later
-        request opens a fresh one. Counts are kept."""
-        owned, self._owned = self._owned, []
-        self._by_block = {k: b for k, b in self._by_block.items() if all(b is not o for o in owned)}
-        for backend in owned:
+    async def close_backends(self, keep: Iterable[BackendBlock] = ()) -> None:
+        """Close the backends opened so far but those serving ``keep`` (free model memory between
+        phases of a run: a build's steps, then its QC); a later request opens a fresh one. Counts
+        are kept."""
+        kept = {id(self._by_block[k]) for k in map(block_identity, keep) if k in self._by_block}
+        closing = [b for b in self._owned if id(b) not in kept]
+        self._owned = [b for b in self._owned if id(b) in kept]
+        self._by_block = {k: b for k, b in self._by_block.items() if all(b is not c for c in closing)}
+        for backend in closing:
             self._dispatchers.pop(id(backend), None)
-        for backend in owned:
+        for backend in closing:
             await backend.close()
 
     async def aclose(self) -> None:
