@@ -13,6 +13,7 @@ from factory.core.errors import BudgetExceeded
 from factory.core.record import Record, Reject
 from factory.engine.executor import BoundStep, Engine, ProgressHook
 from factory.engine.plan import BuildOptions, Plan
+from factory.engine.sampling_check import check_sampling
 from factory.engine.wiring import bind_steps, open_backends, open_cache
 from factory.llm.backends import Backend
 from factory.llm.dispatch import CallStats
@@ -40,6 +41,7 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
     try:
         async with AsyncExitStack() as stack:
             budget = Budget(options.budget_usd) if options.budget_usd is not None else None
+            not_sent: dict[str, dict[str, str]] = {}
             if options.executor == "ray":
                 from factory.engine.ray_executor import open_ray_engine
 
@@ -47,6 +49,7 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
                 bound = engine.steps
             else:
                 backends = backends if backends is not None else open_backends(plan, stack)
+                not_sent = check_sampling(plan, backends)  # before any call: a refused recipe costs nothing
                 bound = bind_steps(plan, backends, cache, budget)
                 concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
                 engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
@@ -65,6 +68,8 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
         stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": totals,
                  "steps": {name: s.as_dict() for name, s in engine.stats.items()},
                  "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
+        if not_sent:
+            stats["sampling_not_sent"] = not_sent
         if qc is not None:
             stats["qc"] = qc[1]
         kept = [o for o in outcomes if isinstance(o, Record)]

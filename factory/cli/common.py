@@ -29,11 +29,18 @@ def fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def debugging() -> bool:
+    """``factory --debug ...`` (or FACTORY_DEBUG=1): tracebacks instead of one-line errors."""
+    return bool(os.environ.get("FACTORY_DEBUG"))
+
+
 def guard(fn: Callable[[], None]) -> None:
     """Known errors become one line and an exit code; a bug says how to see its traceback."""
     try:
         return fn()
     except FactoryError as exc:
+        if debugging() and exc.__cause__ is not None:  # a crash inside a step: show where
+            raise
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted: finished calls are cached, rerun to resume")
@@ -41,9 +48,9 @@ def guard(fn: Callable[[], None]) -> None:
     except (typer.Exit, SystemExit):
         raise
     except Exception as exc:
-        if os.environ.get("FACTORY_DEBUG"):
+        if debugging():
             raise
-        fail(f"{type(exc).__name__}: {exc} (set FACTORY_DEBUG=1 for the traceback)", 1)
+        fail(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
 
 
 

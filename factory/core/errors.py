@@ -5,8 +5,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+EXIT_RUNTIME = 1  # the build started and failed (backend unavailable, bad data, a bug, disk)
 EXIT_RECIPE = 2  # bad recipe: nothing was called
-EXIT_RUNTIME = 1  # the build started and failed (backend unavailable, bad data, disk)
+EXIT_BUDGET = 4  # --budget-usd reached
+EXIT_FAILED_RECORDS = 5  # the dataset was written, but some records failed (a rerun retries them)
 
 
 class FactoryError(Exception):
@@ -33,4 +35,20 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
 class BudgetExceeded(FactoryError):
     """--budget-usd reached: finished calls are cached, a rerun with a higher cap resumes."""
 
-    exit_code = 4
+    exit_code = EXIT_BUDGET
+
+
+class StepCrashed(FactoryError):
+    """Step code raised (TypeError, KeyError, ...): a bug, not bad model output. The build stops
+    rather than write a dataset that looks fine but silently lost records to it."""
+
+    def __init__(self, step: str, record_id: str, exc: BaseException) -> None:
+        what = f"record {record_id}" if record_id else "its records"
+        super().__init__(f"step {step!r} crashed on {what}: {type(exc).__name__}: {exc}; nothing was "
+                         "written (finished calls are cached); rerun with --debug for the traceback")
+
+
+class RecordsFailed(FactoryError):
+    """The build finished and wrote its dataset, but some records failed (backend errors)."""
+
+    exit_code = EXIT_FAILED_RECORDS

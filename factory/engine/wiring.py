@@ -23,14 +23,24 @@ def open_backends(plan: Plan, stack: AsyncExitStack) -> dict[str, Backend]:
     for key in sorted({k for s in plan.recipe.steps for k in s.backends_used()}):
         block: BackendBlock = plan.recipe.backend_block(key)
         settings = BackendSettings(block.model, block.concurrency, dict(block.options))
+        where = ("backend",) if key == "default" else ("backends", key)
         try:
             backend = backend_class(block.name)(settings)
-        except (ValueError, RuntimeError, OSError) as exc:
-            where = "backend" if key == "default" else f"backends.{key}"
-            raise FactoryError(f"{plan.loaded.path}: {where}: {exc}") from None
+        except ValueError as exc:  # a bad option or model name: the recipe's fault, nothing called
+            raise plan.loaded.error(where + _blamed(block, str(exc)), str(exc)) from None
+        except (RuntimeError, OSError) as exc:  # the backend cannot start here (model file, library)
+            raise FactoryError(f"{plan.loaded.path}: {'.'.join(where)}: {exc}") from None
         stack.push_async_callback(backend.close)
         out[key] = backend
     return out
+
+
+def _blamed(block: BackendBlock, message: str) -> tuple[str, ...]:
+    """The block key an option error is about, so the error points at its line."""
+    for name in sorted(block.options, key=len, reverse=True):
+        if name in message:
+            return ("options", name)
+    return ("model",) if "model" in message else ()
 
 
 def bind_steps(plan: Plan, backends: dict[str, Backend], cache: RequestCache | None,

@@ -18,10 +18,8 @@ from factory.recipe.spec import Recipe
 
 def render_card(recipe: Recipe, recipe_path: Path, graph: Graph, stats: dict[str, Any],
                 models: dict[str, str]) -> str:
-    """Card text; ``{split_table}`` is filled in by the writer once split sizes are known."""
-    configs = "\n".join(
-        f"- config_name: {name}\n  data_files:\n  - split: train\n    path: {name}.parquet"
-        for name in recipe.outputs.splits)
+    """Card text; ``{split_configs}`` and ``{split_table}`` are filled in by the writer once split
+    sizes are known (a split with no rows has no file, so no config)."""
     total = stats["totals"]["kept"]
     size = "n<1K" if total < 1000 else "1K<n<10K" if total < 10_000 else "10K<n<100K"
     digest = hashlib.sha256(recipe_path.read_bytes()).hexdigest()[:12]
@@ -30,14 +28,17 @@ def render_card(recipe: Recipe, recipe_path: Path, graph: Graph, stats: dict[str
         f"- `{key}`: backend `{block.name}`, model `{models[key]}`, params "
         f"`{json.dumps(block.params.model_dump(exclude_none=True))}`"
         for key, block in backends)
+    for key, rules in stats.get("sampling_not_sent", {}).items():
+        why = "; ".join(sorted(set(rules.values())))
+        backend_lines += (f"\n  - `{key}` does not send {', '.join(rules)} ({why}): the provider's "
+                          "defaults apply, whatever the params above say")
     reasons = "\n".join(f"| {step} | {reason} | {n} |"
                         for step, counts in stats["totals"]["dropped_by_step"].items()
                         for reason, n in counts.items()) or "| - | - | 0 |"
     steps = "\n".join(f"- {line}" for line in graph.describe())
     t = stats["totals"]
     return f"""---
-configs:
-{configs}
+{{split_configs}}
 tags:
 - synthetic
 - factory

@@ -68,39 +68,51 @@ def write_dataset(out_dir: Path, splits: dict[str, SplitSpec], kept: list[Record
                                     "lineage": record.lineage()})
             else:
                 rows.append(row)
-        _write_split(tmp, name, rows, spec)
         split_counts[name] = {"rows": len(rows), "skipped": dict(sorted(skipped.items()))}
+        if rows:
+            _write_split(tmp, name, rows)
+        else:  # Hugging Face `datasets` cannot load a 0-row split file: leave it out and say why
+            split_counts[name]["not_written"] = _why_empty(len(kept), skipped, stats)
     stats = {**stats, "splits": split_counts}
     with (tmp / "rejects.jsonl").open("w", encoding="utf-8") as fh:
         for row in reject_rows:
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
     (tmp / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
-    (tmp / "README.md").write_text(card.replace("{split_table}", _split_table(split_counts)))
+    (tmp / "README.md").write_text(card.replace("{split_configs}", split_configs(split_counts))
+                                   .replace("{split_table}", _split_table(split_counts)))
     _swap_into_place(tmp, out_dir)
     return split_counts
 
 
-def _write_split(folder: Path, name: str, rows: list[dict[str, Any]], spec: SplitSpec) -> None:
+def _write_split(folder: Path, name: str, rows: list[dict[str, Any]]) -> None:
     with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    table = pa.Table.from_pylist(rows) if rows else _empty_table(spec)
-    pq.write_table(table, folder / f"{name}.parquet")
+    pq.write_table(pa.Table.from_pylist(rows), folder / f"{name}.parquet")
 
 
-def _empty_table(spec: SplitSpec) -> pa.Table:
-    """A zero-row table that still has the split's columns, so loaders see the right schema."""
-    example = Record("", {c: "" for c in spec.reads()}, "", [], [])
-    row = split_row(example, spec)
-    assert isinstance(row, dict)
-    row["lineage"] = {"recipe": "", "parent_ids": [""],
-                      "steps": [{"step": "", "backend": "", "model": "", "prompt_hashes": [""]}]}
-    return pa.Table.from_pylist([row]).slice(0, 0)
+def _why_empty(kept: int, skipped: Counter, stats: dict[str, Any]) -> str:
+    """One line for stats.json and the card: why a split has no rows, so it has no file."""
+    if kept and skipped:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in skipped.most_common())
+        return f"0 rows: every kept record lacked a text column this split needs ({reasons})"
+    by_step = stats.get("totals", {}).get("dropped_by_step", {})
+    drops = [(f"{step}: {reason}", n) for step, counts in by_step.items() for reason, n in counts.items()]
+    top = ", ".join(f"{what} {n}" for what, n in sorted(drops, key=lambda d: -d[1])[:3])
+    return "0 rows: no record was kept" + (f" (dropped: {top})" if top else "")
+
+
+def split_configs(counts: dict[str, Any]) -> str:
+    """The card header's ``configs:`` (one per written split; an empty split has no file to name)."""
+    configs = [f"- config_name: {name}\n  data_files:\n  - split: train\n    path: {name}.parquet"
+               for name, c in counts.items() if c["rows"]]
+    return "configs:\n" + "\n".join(configs) if configs else ""
 
 
 def _split_table(counts: dict[str, Any]) -> str:
     lines = ["| split | rows | file |", "|---|---|---|"]
-    lines += [f"| {n} | {c['rows']} | `{n}.parquet`, `{n}.jsonl` |" for n, c in counts.items()]
+    lines += [f"| {n} | {c['rows']} | " + (f"`{n}.parquet`, `{n}.jsonl` |" if c["rows"] else
+                                           f"not written: {c['not_written']} |") for n, c in counts.items()]
     return "\n".join(lines)
 
 
