@@ -1,4 +1,5 @@
-"""``factory build``: recipe -> checked graph -> engine on backends -> dataset folder."""
+"""Layer 8, ``factory build``: plan -> engine on backends -> QC chain -> dataset folder, and
+``run.json`` (this run's calls and time, kept out of the reproducible files)."""
 
 from __future__ import annotations
 
