@@ -147,8 +147,7 @@ def borderline(candidates: list[Candidate], count: int, taken: set[str]) -> list
                 continue
             _, _, c, f = near[cursors[name]]
             taken.add(c.id)
-            side = "dropped" if f.verdict == "drop" else "kept"
-            out.append((c, f"borderline: {name} {f.score:.4g}, cut {f.cut:.4g} ({side})"))
+            out.append((c, f"borderline: near the {name} cut ({f.score:.4g} vs {f.cut:.4g})"))
     return out
 
 
