@@ -169,6 +169,18 @@ def _row(c: Candidate, group: str, why: str) -> dict[str, Any]:
             "texts": c.texts, "figures": [asdict(f) for f in c.figures]}
 
 
+def qc_labels(records: list[Record], result: QCResult) -> dict[str, dict[str, str]]:
+    """Row id -> rater -> keep|drop from a chain run (``factory audit``'s report-only run)."""
+    figures = qc_figures(records, result)
+    out = {}
+    for r in records:
+        labels = {f.name: f.verdict for f in figures[id(r)] if f.verdict in ("keep", "drop")}
+        if labels:
+            labels["qc"] = "drop" if "drop" in labels.values() else "keep"
+        out[r.id] = labels
+    return out
+
+
 def machine_verdicts(rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     """Row id -> rater -> keep|drop: the chain as a whole (``qc``) and each figure that decides."""
     out: dict[str, dict[str, str]] = {}

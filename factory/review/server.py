@@ -22,7 +22,15 @@ from aiohttp import web
 
 from factory.core.errors import UsageError
 from factory.review.session import ReviewSession
-from filters.review_store import HumanVerdict, append_verdict, check_reviewer, latest, now, read_verdicts
+from filters.review_store import (
+    HumanVerdict,
+    append_verdict,
+    check_reviewer,
+    latest,
+    now,
+    read_queue,
+    read_verdicts,
+)
 
 PAGE = Path(__file__).with_name("page.html")
 HOST = "127.0.0.1"
@@ -36,6 +44,17 @@ class ReviewServer:
         self.port = 0
         self.lock = asyncio.Lock()
         self.rows = {row["id"]: row for row in session.queue["rows"]}
+        self._stamp = _stamp(session.queue_path)
+
+    def _reload(self) -> None:
+        """A build that ran while the app was open may have rewritten the queue: serve the new one."""
+        stamp = _stamp(self.session.queue_path)
+        if stamp != self._stamp:
+            queue = read_queue(self.session.queue_path)
+            if queue is not None and queue["rows"]:
+                self.session.queue = queue
+                self.rows = {row["id"]: row for row in queue["rows"]}
+            self._stamp = stamp
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard], client_max_size=4 * 1024 * 1024)
@@ -62,6 +81,7 @@ class ReviewServer:
         return web.Response(text=PAGE.read_text(encoding="utf-8"), content_type="text/html", headers=NO_STORE)
 
     async def queue(self, request: web.Request) -> web.Response:
+        self._reload()
         q = self.session.queue
         return web.json_response({
             "dataset": q.get("dataset") or self.session.dataset.name, "path": str(self.session.dataset),
@@ -84,6 +104,7 @@ class ReviewServer:
             if not isinstance(body, dict):
                 raise ValueError("send one verdict object")
             verdict = HumanVerdict.from_row({**body, "at": now()})
+            self._reload()
             self._check(verdict)
         except ValueError as exc:
             return _error(400, str(exc))
@@ -101,6 +122,14 @@ class ReviewServer:
                 raise ValueError(f"{role!r} cannot be edited here (editable: {', '.join(sorted(editable))})")
         if v.verdict == "edit" and all(row["texts"].get(k) == t for k, t in v.edits.items()):
             raise ValueError("the edit changes nothing: keep the row instead")
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def _error(status: int, message: str) -> web.Response:
