@@ -117,6 +117,18 @@ def test_review_by_keyboard_survives_a_killed_server(write_recipe, tmp_path, cac
         given = {v.id: v for v in read_verdicts(out / "reviews.jsonl")}
         assert len(given) == 6 and given[rows[5]["id"]].reason == "hallucinated figures"
 
+        app.send_signal(signal.SIGKILL)  # down again; this time the tab is closed before it is back
+        app.wait(10)
+        keys(driver, "k")  # row 7
+        wait_for(driver, PENDING, "1")
+        driver.get("about:blank")
+        app = start_app(out, port, log)
+        driver.get(url)  # the verdict the closed tab could not send is sent now
+        wait_for(driver, PENDING, "0", timeout=30)
+        wait_for(driver, CURRENT, 7)
+        assert len(read_verdicts(out / "reviews.jsonl")) == 7
+        driver.get_log("browser")  # the connection errors of the second outage
+
         ARTIFACTS.mkdir(parents=True, exist_ok=True)  # a QC-dropped borderline row is the busiest page
         dropped = next(i for i, r in enumerate(rows) if not r["shipped"])
         driver.execute_script(f"S.index = {dropped}; render();")
@@ -124,7 +136,7 @@ def test_review_by_keyboard_survives_a_killed_server(write_recipe, tmp_path, cac
         shot = ARTIFACTS / "review_app_1366x768.png"
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
         keys(driver, Keys.ESCAPE, "u")
-        for _ in range(len(rows) - 6):
+        for _ in range(len(rows) - 7):
             keys(driver, "k")
         wait_for(driver, PENDING, "0")
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -139,7 +151,7 @@ def test_review_by_keyboard_survives_a_killed_server(write_recipe, tmp_path, cac
     result = run_cli("build", str(recipe), "--output", str(out), env=cache_env)
     assert result.returncode == 0, result.stderr
     dropped_ids = {r["id"] for r in read_jsonl(out / "rejects.jsonl") if r["reason"] == "human_review"}
-    assert dropped_ids == {rows[1]["id"], rows[5]["id"]}
+    assert dropped_ids == {rows[1]["id"], rows[5]["id"]}  # row 5 was given while the server was down
     assert any(r["chosen"][0]["content"] == "Edited by a person." for r in read_jsonl(out / "dpo.jsonl"))
 
 
