@@ -29,7 +29,7 @@ class Pushed:
     commit: str
     files: list[str]
     bytes: int
-    private: bool
+    visibility: str  # private | public | "existing repo" (its visibility is left as it was)
 
 
 def check_repo_id(repo: str) -> str:
@@ -118,7 +118,7 @@ def _check_review(folder: Path) -> None:
 
 
 def push_dataset(folder: Path, repo: str, private: bool = False, rejects: bool = False) -> Pushed:
-    """Create the dataset repo if needed and upload the files in one commit."""
+    """Create the dataset repo (an existing one keeps its visibility) and upload the files in one commit."""
     check_repo_id(repo)
     token = token_from_env()
     files = files_to_push(folder, rejects)
@@ -129,7 +129,13 @@ def push_dataset(folder: Path, repo: str, private: bool = False, rejects: bool =
     disable_progress_bars()
     api = HfApi(token=token)
     try:
-        url = api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+        try:
+            url, visibility = str(api.create_repo(repo, repo_type="dataset", private=private)), \
+                "private" if private else "public"
+        except HfHubHTTPError as exc:
+            if exc.response is None or exc.response.status_code != 409:
+                raise
+            url, visibility = f"{api.endpoint}/datasets/{repo}", "existing repo"
         ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(folder / name)) for name in files]
         commit = api.create_commit(repo, ops, commit_message=f"factory push: {folder.name}",
                                    repo_type="dataset")
@@ -142,7 +148,7 @@ def push_dataset(folder: Path, repo: str, private: bool = False, rejects: bool =
         message = f"push to {repo} failed: {type(exc).__name__}: {_first_line(exc)}"
         raise FactoryError(_scrub(message, token)) from None
     size = sum((folder / name).stat().st_size for name in files)
-    return Pushed(str(url), commit.oid, files, size, private)
+    return Pushed(url, commit.oid, files, size, visibility)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ from filters.review_sample import (
     qc_figures,
     stratum_of,
 )
-from filters.review_store import QUEUE_FILE, Decision, decide, latest, queue_text, read_verdicts, review_paths
+from filters.review_store import QUEUE_FILE, Decision, decide, latest, load_verdicts, queue_text, review_paths
 
 REVIEW_STEP = "review"
 
@@ -80,7 +80,7 @@ def run_review_stage(recipe: Any, folder: Path, entered: list[Record], outcomes:
     candidates = []
     for r in entered:
         figs = figures.get(id(r), []) + [f for j in judges if (f := judge_figure(r, j)) is not None]
-        texts = {role: str(r.fields.get(col, "")) for role, col in roles.items()}
+        texts = {role: "" if r.fields.get(col) is None else str(r.fields[col]) for role, col in roles.items()}
         candidates.append(Candidate(r.id, texts, stratum_of(r.fields, stratify), figs, id(r) in shipped,
                                     None if qc is None else ("keep" if id(r) in shipped else "drop")))
     rows = pick_queue(candidates, block.fraction, block.min_rows, block.borderline, seed)
@@ -89,10 +89,12 @@ def run_review_stage(recipe: Any, folder: Path, entered: list[Record], outcomes:
              "settings": {"fraction": block.fraction, "min_rows": block.min_rows,
                           "borderline": block.borderline, "stratify": stratify, "seed": seed},
              "rows": rows}
-    verdicts = read_verdicts(review_paths(folder)[1]) if folder.is_dir() else []
+    verdicts, unreadable = load_verdicts(review_paths(folder)[1]) if folder.is_dir() else ([], 0)
     decisions = decide(verdicts)
     missing = [row["id"] for row in rows if row["id"] not in decisions]
     stats = _stats(rows, decisions, verdicts, block.min_keep_rate)
+    if unreadable:  # a line torn by a crash, or edited by hand into something that is not a verdict
+        stats["unreadable_lines"] = unreadable
     files = {QUEUE_FILE: queue_text(queue)}
     if missing:
         stats["status"] = "pending"

@@ -112,15 +112,22 @@ def append_verdict(path: Path, verdict: HumanVerdict) -> None:
 
 def read_verdicts(path: Path) -> list[HumanVerdict]:
     """Every well-formed verdict in file order; a torn or hand-broken line is skipped."""
+    return load_verdicts(path)[0]
+
+
+def load_verdicts(path: Path) -> tuple[list[HumanVerdict], int]:
+    """(verdicts, how many non-blank lines were not a valid verdict)."""
     if not path.exists():
-        return []
-    out = []
+        return [], 0
+    out, skipped = [], 0
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
         try:
             out.append(HumanVerdict.from_row(json.loads(line)))
         except ValueError:  # json.JSONDecodeError is a ValueError too
-            continue
-    return out
+            skipped += 1
+    return out, skipped
 
 
 def latest(verdicts: list[HumanVerdict]) -> dict[str, dict[str, HumanVerdict]]:

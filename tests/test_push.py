@@ -41,6 +41,7 @@ def test_push_uploads_the_dataset_its_card_and_rejects(built, tmp_path):
         assert result.returncode == 0, result.stderr
         again = run_cli("push", str(built), "--repo", "alice/pairs", env=hub_env(tmp_path, hub))
         assert again.returncode == 0, again.stderr  # an existing repo takes a new commit
+        assert "(existing repo)" in again.stdout
     repo = hub.repos["alice/pairs"]
     assert repo.private and len(repo.commits) == 2
     names = ["README.md", "dpo.parquet", "sft.parquet", "stats.json", "rejects.jsonl"]

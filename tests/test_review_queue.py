@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import run_cli
 from factory.review.session import SampleOptions, open_session
-from filters.review_store import HumanVerdict, append_verdict, decide, read_verdicts
+from filters.review_store import HumanVerdict, append_verdict, decide, load_verdicts, read_verdicts
 
 CATEGORIES = ["math", "code", "writing", "facts"]
 
@@ -54,6 +54,7 @@ def test_the_verdict_file_survives_a_torn_line_and_people_combine(tmp_path):
     append_verdict(path, HumanVerdict("c", "bob", "edit", "", {"chosen": "one"}))
     append_verdict(path, HumanVerdict("c", "alice", "edit", "", {"chosen": "two"}))
     assert [v.id for v in read_verdicts(path)] == ["a", "b", "a", "c", "c"]  # the torn line is skipped
+    assert load_verdicts(path)[1] == 1  # ...and counted (the build's stats say so)
     decisions = decide(read_verdicts(path))
     assert decisions["a"].verdict == "drop" and decisions["a"].reason == "bob: wrong"  # any drop drops
     assert decisions["b"].edits == {"chosen": "fixed"}

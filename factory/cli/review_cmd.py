@@ -44,9 +44,9 @@ def review(
         session = open_session(dataset, opts)
         rows = session.queue["rows"]
         groups = {g: sum(r["group"] == g for r in rows) for g in ("sample", "borderline")}
-        made = "made" if session.made_queue else "found"
-        say(f"review queue ({made}): {len(rows)} rows ({groups['sample']} sampled, {groups['borderline']} "
-            f"borderline) in {session.queue_path}")
+        say(f"review queue: {len(rows)} rows ({groups['sample']} sampled, {groups['borderline']} borderline) "
+            f"in {session.queue_path}" + ("" if session.made_queue else " (the existing queue: the sampling "
+                                             "options apply to a new one; delete the file to draw again)"))
         say(f"verdicts go to {session.reviews_path} as they are given")
 
         def ready(url: str) -> None:
@@ -77,7 +77,7 @@ def push(
         done = push_dataset(dataset, repo, private, rejects)
         size = f"{done.bytes / 1024:.1f} KiB"
         say(f"pushed {len(done.files)} files ({size}: {', '.join(done.files)}) to {done.url} "
-            f"({'private' if done.private else 'public'}), commit {done.commit[:12]}")
+            f"({done.visibility}), commit {done.commit[:12]}")
 
     guard(body)
 
