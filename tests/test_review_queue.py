@@ -82,3 +82,23 @@ def test_audit_shows_agreement_with_the_chain_and_between_people(tmp_path):
     assert f"agreement: alice vs bob: 4 rows, 50% agree, kappa {kappa:.2f}" in result.stdout
     page = (tmp_path / "pairs.audit.html").read_text()
     assert "Agreement with people" in page and "<td>alice</td><td>qc.pairs</td><td>6</td>" in page
+
+
+def test_a_rebuild_never_loses_reviews_even_after_a_kill_mid_swap(tmp_path):
+    from factory.core.record import Record
+    from factory.output.writer import write_dataset
+    from factory.recipe.spec import SplitSpec
+
+    out = tmp_path / "out"
+    splits = {"sft": SplitSpec(format="sft", completion="answer")}
+    rows = [Record("a", {"prompt": "p", "answer": "x"}, "r")]
+    stats = {"totals": {"input": 1, "kept": 1, "rejected": 0, "failed": 0}}
+    write_dataset(out, splits, rows, [], stats, "card {split_table}")
+    append_verdict(out / "reviews.jsonl", HumanVerdict("a", "alice", "keep"))
+    write_dataset(out, splits, rows, [], stats, "card {split_table}")  # a build without a review gate
+    assert len(read_verdicts(out / "reviews.jsonl")) == 1
+    out.rename(tmp_path / f".out.old-{os.getpid() + 1}")  # killed between the two renames of a swap
+    (tmp_path / f".out.tmp-{os.getpid() + 1}").mkdir()
+    write_dataset(out, splits, rows, [], stats, "card {split_table}")
+    assert len(read_verdicts(out / "reviews.jsonl")) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
