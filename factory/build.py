@@ -19,7 +19,7 @@ from factory.engine.wiring import bind_steps, open_backends, open_cache
 from factory.llm.backends import Backend
 from factory.llm.dispatch import CallStats
 from factory.llm.pricing import Budget
-from factory.output.card import render_card
+from factory.output.card import render_card, review_card
 from factory.recipe.seeds import load_seeds
 
 
@@ -62,9 +62,13 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
                 f"budget reached: ${budget.spent:.4f} spent of --budget-usd {budget.cap:g}; "
                 f"{budget.refused} call(s) not made. Finished calls are cached: rerun with a "
                 "higher --budget-usd to resume")
+        entered = [o for o in outcomes if isinstance(o, Record)]
         qc = await _run_qc(plan, options, outcomes) if plan.recipe.qc else None
         if qc is not None:
             outcomes = qc[0]  # QC drops become rejects, so the totals below include them
+        review = _run_review(plan, entered, outcomes, qc)
+        if review is not None:
+            outcomes = review.outcomes  # rows people dropped become rejects too
         totals = engine.totals(outcomes, len(plan.records))
         stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": totals,
                  "steps": {name: s.as_dict() for name, s in engine.stats.items()},
@@ -73,6 +77,8 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
             stats["sampling_not_sent"] = not_sent
         if qc is not None:
             stats["qc"] = qc[1]
+        if review is not None:
+            stats["review"] = review.stats
         kept = [o for o in outcomes if isinstance(o, Record)]
         rejects = [o for o in outcomes if isinstance(o, Reject)]
         models = {k: b.model_id for k, b in backends.items()}
@@ -84,7 +90,12 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
             card += qc_card(stats["qc"])
             if stats["qc"]["gate_failed"]:  # keep everything made, beside (not over) the good dataset
                 output = failed_gate_dir(plan.output)
-        splits = write_dataset(output, plan.recipe.outputs.splits, kept, rejects, stats, card)
+        if review is not None:
+            card += review_card(review.stats)
+        splits = write_dataset(output, plan.recipe.outputs.splits, kept, rejects, stats, card,
+                               review.files if review is not None else None)
+        if review is not None and review.stop is not None:
+            raise review.stop  # the dataset and the review queue are written: people review, then rebuild
         if output != plan.output:
             from filters.base import QCGateFailed
 
@@ -103,7 +114,7 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
 
 
 async def _run_qc(plan: Plan, options: BuildOptions,
-                  outcomes: list[Record | Reject]) -> tuple[list[Record | Reject], dict[str, Any]]:
+                  outcomes: list[Record | Reject]) -> tuple[list[Record | Reject], dict[str, Any], Any]:
     """The recipe's QC chain on the kept records, in a thread (its scorers run their own loops)."""
     import asyncio
 
@@ -115,7 +126,17 @@ async def _run_qc(plan: Plan, options: BuildOptions,
     if options.executor == "ray":  # embedding batches as Ray tasks; the FAISS search stays here
         from factory.engine.ray_executor import encode_remote as encode
     result = await asyncio.to_thread(run_recipe_qc, plan.recipe.qc, kept, seeds, encode)
-    return merge_outcomes(outcomes, result), result.summary(len(kept))
+    return merge_outcomes(outcomes, result), result.summary(len(kept)), result
+
+
+def _run_review(plan: Plan, entered: list[Record], outcomes: list[Record | Reject],
+                qc: tuple[Any, dict[str, Any], Any] | None) -> Any:
+    """The recipe's review gate (filters/build_review.py); None without one or after a failed QC gate."""
+    if plan.recipe.review is None or (qc is not None and qc[1]["gate_failed"]):
+        return None
+    from filters.build_review import run_review_stage
+
+    return run_review_stage(plan.recipe, plan.output, entered, outcomes, qc[2] if qc else None, plan.seed)
 
 
 def _calls(plan: Plan, bound: dict[str, BoundStep]) -> dict[str, dict[str, Any]]:

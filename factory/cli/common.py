@@ -24,8 +24,8 @@ ResponseColumnOption = Annotated[Optional[str], typer.Option(
     "--response-column", help="columns format: the response column (default: detected)")]
 
 
-def fail(message: str, code: int) -> None:
-    err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+def fail(message: str, code: int, label: str = "error") -> None:
+    err.print(f"{label}: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -41,7 +41,7 @@ def guard(fn: Callable[[], None]) -> None:
     except FactoryError as exc:
         if debugging() and exc.__cause__ is not None:  # a crash inside a step: show where
             raise
-        fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code, exc.label)
     except KeyboardInterrupt:
         err.print("interrupted: finished calls are cached, rerun to resume")
         raise typer.Exit(130)

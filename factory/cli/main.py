@@ -11,6 +11,7 @@ from factory.cli.build_cmd import build, validate
 from factory.cli.data_cmd import audit, qc
 from factory.cli.eval import eval_command
 from factory.cli.init_cmd import init
+from factory.cli.review_cmd import push, review
 from factory.cli.train_cmd import advise, capacity, train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -24,7 +25,7 @@ def options(debug: bool = typer.Option(False, "--debug", help="full tracebacks i
         os.environ["FACTORY_DEBUG"] = "1"
 
 
-for command in (validate, build, init, capacity, advise, train, qc, audit):
+for command in (validate, build, init, capacity, advise, train, qc, audit, review, push):
     app.command()(command)
 app.command(name="eval")(eval_command)
 

@@ -9,10 +9,13 @@ EXIT_RUNTIME = 1  # the build started and failed (backend unavailable, bad data,
 EXIT_RECIPE = 2  # bad recipe: nothing was called
 EXIT_BUDGET = 4  # --budget-usd reached
 EXIT_FAILED_RECORDS = 5  # the dataset was written, but some records failed (a rerun retries them)
+EXIT_REVIEW_PENDING = 6  # the build stopped after QC for people to review rows (factory review)
+EXIT_REVIEW_FAILED = 7  # people kept fewer sampled rows than the recipe's review.min_keep_rate
 
 
 class FactoryError(Exception):
     exit_code = EXIT_RUNTIME
+    label = "error"  # the one line starts "<label>: "
 
 
 class RecipeError(FactoryError):
@@ -52,3 +55,23 @@ class RecordsFailed(FactoryError):
     """The build finished and wrote its dataset, but some records failed (backend errors)."""
 
     exit_code = EXIT_FAILED_RECORDS
+
+
+class UsageError(FactoryError):
+    """A bad command argument or a missing setting (a repo name, a token): nothing was done."""
+
+    exit_code = EXIT_RECIPE
+
+
+class ReviewPending(FactoryError):
+    """The build's review gate: rows wait for people's verdicts; the next build applies them."""
+
+    exit_code = EXIT_REVIEW_PENDING
+    label = "review"
+
+
+class ReviewFailed(FactoryError):
+    """People kept fewer of the sampled rows than the recipe's ``review.min_keep_rate``."""
+
+    exit_code = EXIT_REVIEW_FAILED
+    label = "review failed"

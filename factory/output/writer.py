@@ -2,6 +2,7 @@
 
 Everything is written into a temporary folder beside the target and renamed into place at the
 end, so a killed build never leaves a half-written dataset where a finished one is expected.
+People's work in the folder (``reviews.jsonl``) is carried into the new folder, never replaced.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import pyarrow.parquet as pq
 
 from factory.core.record import Record, Reject
 from factory.recipe.spec import SplitSpec
+
+# Files people write into a dataset folder (the review app's verdicts): every build carries them over.
+CARRIED = ("reviews.jsonl",)
 
 
 def split_row(record: Record, spec: SplitSpec) -> dict[str, Any] | str:
@@ -47,10 +51,15 @@ def split_row(record: Record, spec: SplitSpec) -> dict[str, Any] | str:
 
 
 def write_dataset(out_dir: Path, splits: dict[str, SplitSpec], kept: list[Record],
-                  rejects: list[Reject], stats: dict[str, Any], card: str) -> dict[str, Any]:
-    """Write all files; returns per-split row counts (also stored in stats.json)."""
+                  rejects: list[Reject], stats: dict[str, Any], card: str,
+                  extra_files: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write all files (and ``extra_files``: name -> text); returns per-split row counts (also
+    stored in stats.json)."""
     out_dir = out_dir.resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in sorted(out_dir.parent.glob(f".{out_dir.name}.old-*")):
+        if not out_dir.exists():  # killed between the two renames: the last finished dataset comes back
+            stale.rename(out_dir)
     for stale in out_dir.parent.glob(f".{out_dir.name}.*-*"):  # left by a build killed mid-write
         shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
@@ -80,6 +89,8 @@ def write_dataset(out_dir: Path, splits: dict[str, SplitSpec], kept: list[Record
     (tmp / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
     (tmp / "README.md").write_text(card.replace("{split_configs}", split_configs(split_counts))
                                    .replace("{split_table}", _split_table(split_counts)))
+    for name, text in (extra_files or {}).items():
+        (tmp / name).write_text(text, encoding="utf-8")
     _swap_into_place(tmp, out_dir)
     return split_counts
 
@@ -118,7 +129,18 @@ def _split_table(counts: dict[str, Any]) -> str:
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    copied = {}
+    for name in CARRIED:
+        if (out_dir / name).exists():
+            data = (out_dir / name).read_bytes()
+            (tmp / name).write_bytes(data)
+            copied[name] = len(data)
     if out_dir.exists():
         out_dir.rename(old)
     tmp.rename(out_dir)
+    for name, size in copied.items():  # lines a running review app appended between copy and rename
+        late = (old / name).read_bytes()[size:]
+        if late:
+            with (out_dir / name).open("ab") as fh:
+                fh.write(late)
     shutil.rmtree(old, ignore_errors=True)
