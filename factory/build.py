@@ -1,4 +1,8 @@
-"""``factory build``: recipe -> checked graph -> engine on backends -> dataset folder."""
+"""Layer 8, ``factory build``: plan -> engine on backends -> QC chain -> dataset folder, and
+``run.json`` (this run's calls and time, kept out of the reproducible files).
+
+Every model call of a build (steps and QC judges) goes through one LLM session
+(``factory.llm.session``): one cache, one ``--budget-usd``, one set of counts."""
 
 from __future__ import annotations
 
@@ -13,12 +17,13 @@ from factory.core.errors import BudgetExceeded
 from factory.core.record import Record, Reject
 from factory.engine.executor import BoundStep, Engine, ProgressHook
 from factory.engine.plan import BuildOptions, Plan
+from factory.engine.sampling_check import check_sampling
 from factory.engine.wiring import bind_steps, open_backends, open_session
 from factory.llm.backends import Backend
 from factory.llm.dispatch import CallStats
 from factory.llm.pricing import Budget
 from factory.llm.session import LLMSession
-from factory.output.card import render_card
+from factory.output.card import render_card, review_card
 from factory.recipe.seeds import load_seeds
 
 
@@ -31,23 +36,33 @@ class BuildResult:
     outcomes: list[Record | Reject] = field(repr=False, default_factory=list)
 
 
+@dataclass
+class Stages:
+    """What ran after the engine: its outcomes, and the QC and review results if any."""
+
+    outcomes: list[Record | Reject]
+    qc: tuple[list[Record | Reject], dict[str, Any], Any] | None = None
+    review: Any = None
+    not_sent: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
 async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHook | None = None,
                     backends: dict[str, Backend] | None = None) -> BuildResult:
     """Run the graph over every seed record and write the dataset. ``backends`` lets tests inject."""
     started = time.perf_counter()
-    # One session for the whole build: steps and QC share its cache, budget and counts.
-    async with open_session(options) as llm:
+    async with open_session(options) as llm:  # closes the cache and what it opened
         async with AsyncExitStack() as stack:
+            not_sent: dict[str, dict[str, str]] = {}
             if options.executor == "ray":
                 from factory.engine.ray_executor import open_ray_engine
 
                 engine, backends = await open_ray_engine(plan, options, llm, stack, on_step_done)
                 bound = engine.steps
             else:
-                if backends is not None:
-                    for key, backend in backends.items():
-                        llm.adopt(plan.recipe.backend_block(key), backend)
+                for key, backend in (backends or {}).items():  # injected: the caller closes them
+                    llm.adopt(plan.recipe.backend_block(key), backend)
                 backends = open_backends(plan, llm)
+                not_sent = check_sampling(plan, backends)  # before any call: a refused recipe costs nothing
                 bound = bind_steps(plan, backends, llm)
                 concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
                 engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
@@ -56,9 +71,16 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
         # Free the generation models before QC loads its own, but for those a QC judge calls.
         await llm.close_backends(keep=_qc_judge_blocks(plan))
         _check_budget(llm.budget)
-        qc = await _run_qc(plan, options, outcomes, llm) if plan.recipe.qc else None
-        _check_budget(llm.budget)  # a QC judge refused by the budget stops the build the same way
-        return _write(plan, engine, outcomes, qc, llm, bound, backends, started)
+        entered = [o for o in outcomes if isinstance(o, Record)]
+        stages = Stages(outcomes, not_sent=not_sent)
+        if plan.recipe.qc:
+            stages.qc = await _run_qc(plan, options, outcomes, llm)
+            _check_budget(llm.budget)  # a QC judge refused by the budget stops the build the same way
+            stages.outcomes = stages.qc[0]  # QC drops become rejects, so the totals include them
+        stages.review = _run_review(plan, entered, stages.outcomes, stages.qc)
+        if stages.review is not None:
+            stages.outcomes = stages.review.outcomes  # rows people dropped become rejects too
+        return _write(plan, engine, stages, llm, bound, backends, started)
 
 
 def _qc_judge_blocks(plan: Plan) -> list[Any]:
@@ -77,21 +99,23 @@ def _check_budget(budget: Budget | None) -> None:
             "higher --budget-usd to resume")
 
 
-def _write(plan: Plan, engine: Engine, outcomes: list[Record | Reject],
-           qc: tuple[list[Record | Reject], dict[str, Any]] | None, llm: LLMSession,
-           bound: dict[str, BoundStep], backends: dict[str, Backend], started: float) -> BuildResult:
+def _write(plan: Plan, engine: Engine, stages: Stages, llm: LLMSession, bound: dict[str, BoundStep],
+           backends: dict[str, Backend], started: float) -> BuildResult:
     """Stats, card, splits, and ``run.json`` (every model call of the build, by user)."""
     from factory.output.writer import write_dataset
 
     calls = llm.calls()
-    if qc is not None:
-        outcomes = qc[0]  # QC drops become rejects, so the totals below include them
+    outcomes, qc, review = stages.outcomes, stages.qc, stages.review
     totals = engine.totals(outcomes, len(plan.records))
     stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": totals,
              "steps": {name: s.as_dict() for name, s in engine.stats.items()},
              "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
+    if stages.not_sent:
+        stats["sampling_not_sent"] = stages.not_sent
     if qc is not None:
         stats["qc"] = qc[1]
+    if review is not None:
+        stats["review"] = review.stats
     kept = [o for o in outcomes if isinstance(o, Record)]
     rejects = [o for o in outcomes if isinstance(o, Reject)]
     models = {k: b.model_id for k, b in backends.items()}
@@ -103,7 +127,12 @@ def _write(plan: Plan, engine: Engine, outcomes: list[Record | Reject],
         card += qc_card(stats["qc"])
         if stats["qc"]["gate_failed"]:  # keep everything made, beside (not over) the good dataset
             output = failed_gate_dir(plan.output)
-    splits = write_dataset(output, plan.recipe.outputs.splits, kept, rejects, stats, card)
+    if review is not None:
+        card += review_card(review.stats)
+    splits = write_dataset(output, plan.recipe.outputs.splits, kept, rejects, stats, card,
+                           review.files if review is not None else None)
+    if review is not None and review.stop is not None:
+        raise review.stop  # the dataset and the review queue are written: people review, then rebuild
     if output != plan.output:
         from filters.base import QCGateFailed
 
@@ -120,7 +149,7 @@ def _write(plan: Plan, engine: Engine, outcomes: list[Record | Reject],
 
 
 async def _run_qc(plan: Plan, options: BuildOptions, outcomes: list[Record | Reject],
-                  llm: LLMSession) -> tuple[list[Record | Reject], dict[str, Any]]:
+                  llm: LLMSession) -> tuple[list[Record | Reject], dict[str, Any], Any]:
     """The recipe's QC chain on the kept records, in a thread; its model calls (judges) go through
     the build's session, on this loop."""
     import asyncio
@@ -133,7 +162,17 @@ async def _run_qc(plan: Plan, options: BuildOptions, outcomes: list[Record | Rej
     if options.executor == "ray":  # embedding batches as Ray tasks; the FAISS search stays here
         from factory.engine.ray_executor import encode_remote as encode
     result = await asyncio.to_thread(run_recipe_qc, plan.recipe.qc, kept, seeds, encode, llm)
-    return merge_outcomes(outcomes, result), result.summary(len(kept))
+    return merge_outcomes(outcomes, result), result.summary(len(kept)), result
+
+
+def _run_review(plan: Plan, entered: list[Record], outcomes: list[Record | Reject],
+                qc: tuple[Any, dict[str, Any], Any] | None) -> Any:
+    """The recipe's review gate (filters/build_review.py); None without one or after a failed QC gate."""
+    if plan.recipe.review is None or (qc is not None and qc[1]["gate_failed"]):
+        return None
+    from filters.build_review import run_review_stage
+
+    return run_review_stage(plan.recipe, plan.output, entered, outcomes, qc[2] if qc else None, plan.seed)
 
 
 def _step_calls(bound: BoundStep) -> dict[str, Any]:

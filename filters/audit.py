@@ -2,8 +2,9 @@
 
 The audit writes one self-contained HTML page (plotly.js inlined once, no CDN): counts and
 reasons, length histograms, perplexity and reward histograms with their cut lines, the drift
-scatter with AUC/MMD, the largest duplicate groups, pair-QC figures, and a random 5% sample
-(at least 20 rows) with keep/drop buttons and an export of the reviewer's verdicts.
+scatter with AUC/MMD, the largest duplicate groups, pair-QC figures, a random 5% sample (at least
+20 rows) with keep/drop buttons and an export, and, once people have reviewed rows with
+``factory review`` (``reviews.jsonl``), how far they agree with the chain and with each other.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import random
 from pathlib import Path
 from typing import Any
 
+from filters.agreement import agreement
 from filters.base import QCContext, QCResult
 from filters.chain import build_chain
 from filters.config import load_chain_file
 from filters.dataset_io import LoadedDataset, default_chain_path, load_dataset_records
+from filters.review_sample import qc_labels
+from filters.review_store import latest, read_verdicts, review_paths
 
 
 def run_dataset_chain(dataset: LoadedDataset, chain_path: Path | None, seeds_path: Path | None,
@@ -58,6 +62,9 @@ def audit(dataset_path: Path, output: Path | None = None, chain_path: Path | Non
     dataset = load_dataset_records(dataset_path, fmt, prompt_column, response_column)
     result, chain_path = run_dataset_chain(dataset, chain_path, seeds_path, report_only=True)
     summary = result.summary(len(dataset.records))
+    people = latest(read_verdicts(review_paths(dataset_path)[1]))
+    if people:
+        summary["agreement"] = agreement(qc_labels(dataset.records, result), people)
     output = output or (dataset_path / "audit.html" if dataset_path.is_dir()
                         else dataset_path.with_name(dataset_path.stem + ".audit.html"))
     page = render_report(dataset, result, summary, chain_path, sample_fraction, seed)
@@ -160,7 +167,9 @@ def _sample(dataset: LoadedDataset, result: QCResult, fraction: float, seed: int
                     "<td><label><input type='radio' name='v" + str(i) + "' value='keep'>keep</label> "
                     "<label><input type='radio' name='v" + str(i) + "' value='drop'>drop</label><br>"
                     "<input type='text' class='note' placeholder='note'></td></tr>")
-    return (f"<p>{n} of {len(recs)} rows, drawn at random (seed {seed}).</p>"
+    return (f"<p>{n} of {len(recs)} rows, drawn at random (seed {seed}). To review rows with the keyboard, "
+            "with verdicts saved as you go and read back by builds and by this page, run "
+            f"<code>factory review {html.escape(str(dataset.path))}</code>.</p>"
             "<button id='export'>Export verdicts (JSON)</button>"
             f"<table id='sample'><tr><th>row</th>{head}<th>chain flags</th><th>verdict</th></tr>"
             + "".join(body) + "</table>")
@@ -189,6 +198,22 @@ margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text
 .cell{max-height:8em;overflow:auto;white-space:pre-wrap}.group{margin:.5em 0}.note{width:10em}"""
 
 
+def _agreement_table(summary: dict[str, Any]) -> str:
+    table = summary.get("agreement")
+    if not table:
+        return ("<p>No reviews yet: <code>factory review DATASET</code> writes people's verdicts to "
+                "<code>reviews.jsonl</code>, and this section compares them with the chain.</p>")
+    rows = "".join(
+        f"<tr><td>{html.escape(r['reviewer'])}</td><td>{html.escape(r['rater'])}</td><td>{r['rows']}</td>"
+        f"<td>{'n/a' if r['agreement'] is None else format(r['agreement'], '.0%')}</td>"
+        f"<td>{'n/a' if r['kappa'] is None else format(r['kappa'], '.2f')}</td></tr>"
+        for r in table["machine"] + table["reviewers"])
+    return ("<p>People's verdicts (<code>reviews.jsonl</code>; keep and edit count as keep) against the "
+            "chain's would-keep/would-drop on the same rows, and against each other. Kappa is n/a when "
+            "both sides gave every row the same label.</p><table><tr><th>reviewer</th><th>compared with</th>"
+            "<th>rows</th><th>agreement</th><th>Cohen's kappa</th></tr>" + rows + "</table>")
+
+
 def render_report(dataset: LoadedDataset, result: QCResult, summary: dict[str, Any], chain_path: Path,
                   sample_fraction: float = 0.05, seed: int = 0) -> str:
     sections = []
@@ -213,6 +238,7 @@ run in report-only mode (every filter sees every record; nothing is removed).
 <h2>Counts and reasons</h2>{_counts_table(summary)}
 {''.join(sections)}
 <h2>Largest duplicate groups</h2>{_dup_groups(result)}
+<h2>Agreement with people</h2>{_agreement_table(summary)}
 <h2>Sample for manual review</h2>{_sample(dataset, result, sample_fraction, seed)}
 <script>{EXPORT_JS}</script>
 </body></html>

@@ -83,7 +83,12 @@ def test_hf_sequence_classifier_reward_scorer(tmp_path):
     config.num_labels = 1
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
     tok.save_pretrained(tmp_path / "rm")
-    scorer = make_scorer(HFScorer(kind="hf", model=str(tmp_path / "rm")))
-    scores = scorer.score(["Q?", "Q?", "Another question?"], ["A short answer.", "A short answer.", "x"])
-    assert all(why == "" and isinstance(s, float) for s, why in scores)
-    assert scores[0][0] == pytest.approx(scores[1][0], abs=1e-5)  # padding in a batch changes nothing
+    spec = HFScorer(kind="hf", model=str(tmp_path / "rm"), batch_size=3)
+    prompts = ["Q?", "Another, much longer question about the weather tomorrow?", "x?"]
+    answers = ["A short answer.", "A considerably longer answer, so the others in its batch are padded.",
+               "x"]
+    batched = make_scorer(spec).score(prompts, answers)
+    assert all(why == "" and isinstance(s, float) for s, why in batched)
+    alone = [make_scorer(spec).score([p], [a])[0] for p, a in zip(prompts, answers)]  # no padding
+    assert [s for s, _ in batched] == pytest.approx([s for s, _ in alone], abs=1e-5)
+    assert len({round(s, 4) for s, _ in batched}) == 3  # different texts, different scores

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from factory.build import BuildResult, run_build
 from factory.cli.common import CacheOption, NoCacheOption, err, guard, out, reasons
-from factory.core.errors import FactoryError
+from factory.core.errors import FactoryError, RecordsFailed
 from factory.engine.plan import BuildOptions, Plan, plan_build
 
 
@@ -71,6 +71,13 @@ def build(
             return
         result = asyncio.run(_run_with_progress(plan, options))
         _print_summary(result)
+        totals = result.stats["totals"]
+        if totals["failed"]:  # the dataset is written, but a script must not mistake this for done
+            why = "; ".join(f"{step}: {reasons(r)}" for step, s in result.stats["steps"].items()
+                            if (r := s["failed"]))
+            raise RecordsFailed(f"{totals['failed']} record(s) failed ({why or 'qc'}); the dataset in "
+                                f"{result.output} holds the rest; finished calls are cached: rerun to "
+                                "retry the failed ones")
         if plan.recipe.train is not None:  # the self-teaching loop: train, eval, maybe go round again
             from factory.teach.loop import run_teach
 

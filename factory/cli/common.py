@@ -31,9 +31,14 @@ CacheOption = Annotated[Optional[Path], typer.Option(
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="neither read nor write the cache")]
 
 
-def fail(message: str, code: int) -> None:
-    err.print(f"error: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
+def fail(message: str, code: int, label: str = "error") -> None:
+    err.print(f"{label}: {message}", style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def debugging() -> bool:
+    """``factory --debug ...`` (or FACTORY_DEBUG=1): tracebacks instead of one-line errors."""
+    return bool(os.environ.get("FACTORY_DEBUG"))
 
 
 def guard(fn: Callable[[], None]) -> None:
@@ -41,16 +46,18 @@ def guard(fn: Callable[[], None]) -> None:
     try:
         return fn()
     except FactoryError as exc:
-        fail(str(exc), exc.exit_code)
+        if debugging() and exc.__cause__ is not None:  # a crash inside a step: show where
+            raise
+        fail(str(exc), exc.exit_code, exc.label)
     except KeyboardInterrupt:
         err.print("interrupted: finished calls are cached, rerun to resume")
         raise typer.Exit(130)
     except (typer.Exit, SystemExit):
         raise
     except Exception as exc:
-        if os.environ.get("FACTORY_DEBUG"):
+        if debugging():
             raise
-        fail(f"{type(exc).__name__}: {exc} (set FACTORY_DEBUG=1 for the traceback)", 1)
+        fail(f"{type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
 
 
 

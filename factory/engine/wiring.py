@@ -9,6 +9,7 @@ from factory.engine.plan import BuildOptions, Plan
 from factory.llm.backends import Backend
 from factory.llm.dispatch import Dispatcher
 from factory.llm.session import LLMSession
+from factory.llm.spec import BackendBlock
 from factory.steps import STEP_KINDS
 
 
@@ -21,12 +22,23 @@ def open_backends(plan: Plan, llm: LLMSession) -> dict[str, Backend]:
     """The backend of each recipe backend key the steps use; the session closes them."""
     out: dict[str, Backend] = {}
     for key in sorted({k for s in plan.recipe.steps for k in s.backends_used()}):
+        block = plan.recipe.backend_block(key)
+        where = ("backend",) if key == "default" else ("backends", key)
         try:
-            out[key] = llm.backend(plan.recipe.backend_block(key))
-        except (ValueError, RuntimeError, OSError) as exc:
-            where = "backend" if key == "default" else f"backends.{key}"
-            raise FactoryError(f"{plan.loaded.path}: {where}: {exc}") from None
+            out[key] = llm.backend(block)
+        except ValueError as exc:  # a bad option or model name: the recipe's fault, nothing called
+            raise plan.loaded.error(where + _blamed(block, str(exc)), str(exc)) from None
+        except (RuntimeError, OSError) as exc:  # the backend cannot start here (model file, library)
+            raise FactoryError(f"{plan.loaded.path}: {'.'.join(where)}: {exc}") from None
     return out
+
+
+def _blamed(block: BackendBlock, message: str) -> tuple[str, ...]:
+    """The block key an option error is about, so the error points at its line."""
+    for name in sorted(block.options, key=len, reverse=True):
+        if name in message:
+            return ("options", name)
+    return ("model",) if "model" in message else ()
 
 
 def bind_steps(plan: Plan, backends: dict[str, Backend], llm: LLMSession) -> dict[str, BoundStep]:

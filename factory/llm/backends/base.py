@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from factory.llm.request import Completion, Request
+from factory.llm.request import Completion, Request, SamplingParams
 
 
 @dataclass
@@ -66,6 +66,19 @@ class Backend(ABC):
     def counters(self) -> dict[str, Any]:
         """Backend-specific counts for stats (retries, throttles, dollars); none by default."""
         return {}
+
+    def unsent_params(self) -> dict[str, str]:
+        """Sampling parameters this backend, with its options, does not send, each with the rule.
+
+        A recipe that sets one of them is refused before any call (it would silently not apply);
+        the defaults it does not send are listed in the dataset card. Local backends send all.
+        """
+        return {}
+
+    def params_problem(self, params: SamplingParams) -> str | None:
+        """Why this backend cannot honour ``params`` as given (e.g. a value outside the API's
+        range), or None. Checked for every step before any call; never clamped silently."""
+        return None
 
     async def close(self) -> None:
         """Release model memory, threads and connections."""
