@@ -289,7 +289,9 @@ def test_budget_caps_a_qc_judge_and_rerun_resumes_from_the_cache(tmp_path):
 
         resumed = run_cli("build", str(path), "--output", str(tmp_path / "out"), "--budget-usd", "100",
                           env=env(tmp_path))
-        assert resumed.returncode == 0, resumed.stderr
+        # The fake server's replies are no rubric, so every record fails as unscored (exit 5, the
+        # dataset written): what matters here is which calls were made.
+        assert resumed.returncode == 5 and "48 record(s) failed (qc)" in resumed.stderr, resumed.stderr
         judge = json.loads((tmp_path / "out" / "run.json").read_text())["calls"]["qc.reward"]
         assert judge["cached"] == made and judge["made"] == N_SEEDS - made and judge["not_made_budget"] == 0
         assert server.counts["ok"] == N_SEEDS and judge["cost_usd"] > 0
