@@ -19,9 +19,9 @@ err = Console(stderr=True, soft_wrap=True)
 FormatOption = Annotated[Optional[str], typer.Option(
     "--format", help="preference | conversation | prompt_completion | prompt_answer (default: detected)")]
 PromptColumnOption = Annotated[Optional[str], typer.Option(
-    "--prompt-column", help="columns format: the instruction column (default: detected)")]
+    "--prompt-column", help="the prompt column (default: detected)")]
 ResponseColumnOption = Annotated[Optional[str], typer.Option(
-    "--response-column", help="columns format: the response column (default: detected)")]
+    "--response-column", help="the response column (default: detected)")]
 SplitOption = Annotated[Optional[str], typer.Option(
     "--split", help="only this split (a folder's <split>.parquet, or a Hugging Face split name)")]
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from factory.cli.common import (
@@ -92,7 +93,7 @@ def audit(
 
 
 def _print_qc(summary: dict, title: str, report_only: bool = False) -> None:
-    table = Table(title=title)
+    table = Table(title=escape(title))  # "folder[train]" is not rich markup
     for col in ("filter", "in", "kept", "dropped", "failed", "rule / figures"):
         table.add_column(col, justify="left" if col in ("filter", "dropped", "failed", "rule / figures")
                          else "right")

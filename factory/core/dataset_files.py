@@ -164,7 +164,7 @@ def detect(columns: Iterable[str], prompt_column: str | None = None,
 def describe(layout: Layout, fmt: str) -> str:
     """What a split holds, in words: 'preference pairs: prompt/chosen/rejected'."""
     if fmt == "preference":
-        return "preference pairs: " + ("prompt/chosen/rejected" if layout.prompt == "prompt" else
+        return "preference pairs: " + (f"{layout.prompt}/chosen/rejected" if layout.prompt else
                                        "chosen/rejected (the shared conversation is the prompt)")
     if fmt == "conversation":
         return f"conversations: {layout.messages}"
