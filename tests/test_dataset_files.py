@@ -160,31 +160,30 @@ def test_bad_rows_name_the_file_and_the_row(tmp_path):
         prompt_answer_rows(split, detect(split.columns))
 
 
-def test_an_empty_split_keeps_its_columns_and_loads_in_datasets(tmp_path):
-    """No row group for 0 rows: a 0-row row group is the 'BatchSize must be greater than 0' trap."""
+def test_kept_rows_keep_the_input_types_and_an_emptied_split_says_why(tmp_path):
+    """write_split keeps the schema read (int stays int); a folder whose splits were all left out
+    for having 0 rows names them and the reason instead of guessing at a Hugging Face layout."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from datasets import load_dataset
-    from factory.output.writer import _write_split
-    from factory.recipe.spec import SplitSpec
+    from trainers.methods import METHODS
 
-    rows = [{"id": "a", "prompt": [{"role": "user", "content": "q"}], "lineage": {"recipe": "r"}}]
-    schema = pa.Table.from_pylist(rows).schema
-    assert write_split(tmp_path, "kept", [], schema) == []
-    _write_split(tmp_path, "built", [], SplitSpec(format="dpo"))  # the build writer's empty split
-    pq.write_table(schema.empty_table(), tmp_path / "naive.parquet")
-    with pytest.raises(Exception, match="BatchSize must be greater than 0"):
-        list(load_dataset("parquet", data_files=str(tmp_path / "naive.parquet"), split="train",
-                          streaming=True))
-    for name, columns in (("kept", ["id", "prompt", "lineage"]),
-                          ("built", ["id", "prompt", "chosen", "rejected", "lineage"])):
-        file = tmp_path / f"{name}.parquet"
-        assert pq.read_schema(file).names == columns and (tmp_path / f"{name}.jsonl").read_text() == ""
-        loaded = load_dataset("parquet", data_files=str(file), split="train", streaming=True)
-        assert list(loaded) == [] and list(loaded.features) == columns
-        assert read_splits(file)[0].columns == columns
-    assert pq.read_schema(tmp_path / "kept.parquet").equals(schema)
+    schema = pa.schema([("prompt", pa.string()), ("answer", pa.int32()), ("lineage", pa.struct(
+        [("recipe", pa.string())]))])
+    rows = [{"prompt": "2+2?", "answer": 4, "lineage": {"recipe": "r"}}]
+    assert write_split(tmp_path, "grpo", rows, schema) == []
+    assert pq.read_schema(tmp_path / "grpo.parquet").equals(schema)
+    assert read_splits(tmp_path / "grpo.parquet")[0].rows == rows
+
+    empty = tmp_path / "qc"
+    empty.mkdir()
+    (empty / "qc_stats.json").write_text(json.dumps({"splits": {"dpo": {
+        "not_written": "0 rows: QC dropped every row (reward: reward_below_5 13)"}}}))
+    with pytest.raises(FactoryError, match=r"qc: no split has rows \(dpo not written: 0 rows: QC dropped"):
+        METHODS["dpo"].rows(empty, METHODS["dpo"].config())
+    write_split(empty, "sft", [{"messages": turn("user", "q") + turn("assistant", "a")}])
+    with pytest.raises(FactoryError, match=r"sft.parquet: dpo needs .*; it has messages \(dpo not written"):
+        METHODS["dpo"].rows(empty, METHODS["dpo"].config())
 
 
 def test_each_method_is_one_object():

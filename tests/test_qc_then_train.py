@@ -72,12 +72,9 @@ def test_factory_train_runs_on_the_folder_factory_qc_wrote(write_recipe, cache_e
     assert result.returncode == 0 and "target tokens" in result.stdout, result.stderr
 
 
-def test_a_split_qc_empties_is_still_a_dataset(write_recipe, cache_env, tmp_path):
-    """Every row dropped: the split keeps its columns, datasets streams it, train says why not."""
-    import pyarrow.parquet as pq
-
-    from datasets import load_dataset
-
+def test_a_split_qc_empties_is_left_out_and_says_why(write_recipe, cache_env, tmp_path):
+    """Every row dropped: no file (as `factory build` leaves out an empty split: `datasets` cannot
+    load one), and qc_stats.json, the card and `factory train` say why."""
     built, qc = tmp_path / "built", tmp_path / "qc"
     assert run_cli("build", str(write_recipe(fake_recipe_text())), "--output", str(built),
                    env=cache_env).returncode == 0
@@ -85,14 +82,15 @@ def test_a_split_qc_empties_is_still_a_dataset(write_recipe, cache_env, tmp_path
     result = run_cli("qc", str(built), "--split", "dpo", "--chain", str(chain), "--output", str(qc),
                      env=cache_env)
     assert result.returncode == 0, result.stderr
-    assert "13 in = 0 kept + 13 dropped" in result.stdout and not (qc / "sft.parquet").exists()
-    schema = pq.read_schema(qc / "dpo.parquet")
-    assert schema.equals(pq.read_schema(built / "dpo.parquet")) and pq.read_table(qc / "dpo.parquet").num_rows == 0
-    streamed = load_dataset("parquet", data_files=str(qc / "dpo.parquet"), split="train", streaming=True)
-    assert list(streamed) == [] and list(streamed.features) == schema.names
+    why = "0 rows: QC dropped every row (reward: reward_below_5 13)"
+    assert "13 in = 0 kept + 13 dropped" in result.stdout and f"dpo: {why}" in result.stdout
+    assert sorted(p.name for p in qc.iterdir()) == ["README.md", "qc_stats.json", "rejects.jsonl"]
+    assert json.loads((qc / "qc_stats.json").read_text())["splits"]["dpo"]["not_written"] == why
+    assert "configs" not in (qc / "README.md").read_text() and why in (qc / "README.md").read_text()
     assert len(read_jsonl(qc / "rejects.jsonl")) == 13
     result = run_cli("train", "dpo", str(qc), "--model", "unused", env=cache_env)
-    assert result.returncode == 1 and result.stderr.strip() == f"error: {qc / 'dpo.parquet'}: no rows to train on"
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: dataset {qc}: no split has rows (dpo not written: {why})"
 
     foreign = tmp_path / "mine"
     foreign.mkdir()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from factory.core.dataset_files import ANSWER, Layout, Row, Split, choose_split, read_splits
+from factory.core.dataset_files import ANSWER, Layout, Row, Split, choose_split, read_splits, unwritten
 from factory.core.errors import FactoryError
 from trainers.config import LoraRunConfig
 
@@ -33,7 +33,8 @@ class Method:
         can read), its layout and format."""
         answer = getattr(config, "answer_column", ANSWER)  # GRPO's verifiable answer column
         need = f"{self.name} needs {self.needs.format(answer=answer)}"
-        return choose_split(read_splits(dataset), self.reads, need, prefer=self.prefer,
+        absent = unwritten(dataset) if dataset.is_dir() else {}  # an emptied split: say why
+        return choose_split(read_splits(dataset), self.reads, need, prefer=self.prefer, absent=absent,
                             answer_column=answer)
 
     def rows(self, dataset: Path, config: LoraRunConfig) -> tuple[Split, list[Row]]:

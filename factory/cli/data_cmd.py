@@ -51,10 +51,12 @@ def qc(
             runs.append((data, result, chain_path))
         stats = write_qc_outputs(runs, dataset, folder)
         for name, summary in stats["splits"].items():
+            written = "not written" if "not_written" in summary else f"{folder / name}.parquet"
             _print_qc(summary, f"{summary['source']} ({summary['format']}) with {summary['chain']} "
-                               f"-> {folder / name}.parquet")
-            for note in summary["notes"]:
-                out.print(f"note: {note}", markup=False, highlight=False)
+                               f"-> {written}")
+            for note in summary["notes"] + [summary.get("not_written", "")]:
+                if note:
+                    out.print(f"{name}: {note}", markup=False, highlight=False)
         failed = [f"{name}: {s['gate_failed']}" for name, s in stats["splits"].items() if s["gate_failed"]]
         if failed:
             raise FactoryError("; ".join(failed))

@@ -77,7 +77,27 @@ def read_splits(path: Path) -> list[Split]:
     files = _split_files(path)
     if files and not _is_hf_folder(path, files):
         return [_file_split(f) for f in files]
+    if not files and unwritten(path):
+        raise FactoryError(f"dataset {path}: no split has rows ({_absent(unwritten(path))})")
     return _hf_splits(path)
+
+
+def unwritten(folder: Path) -> dict[str, str]:
+    """Splits ``factory build`` / ``factory qc`` left out for having 0 rows (``datasets`` cannot
+    load an empty split), with the reason their stats.json / qc_stats.json give."""
+    out = {}
+    for name in ("stats.json", "qc_stats.json"):
+        try:
+            splits = json.loads((folder / name).read_text()).get("splits", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        out.update({k: v["not_written"] for k, v in splits.items()
+                    if isinstance(v, dict) and isinstance(v.get("not_written"), str)})
+    return out
+
+
+def _absent(notes: dict[str, str]) -> str:
+    return "; ".join(f"{name} not written: {why}" for name, why in notes.items())
 
 
 def _split_files(folder: Path) -> list[Path]:
@@ -174,9 +194,11 @@ def describe(layout: Layout, fmt: str) -> str:
 
 
 def choose_split(splits: Sequence[Split], formats: Collection[str], need: str,
-                 prefer: Sequence[str] = (), **hints: str | None) -> tuple[Split, Layout, str]:
+                 prefer: Sequence[str] = (), absent: dict[str, str] | None = None,
+                 **hints: str | None) -> tuple[Split, Layout, str]:
     """The first split (``prefer``-named first, then by name) readable in one of ``formats``;
-    returns it, its layout and the format to read it in. ``need`` words the error."""
+    returns it, its layout and the format to read it in. ``need`` words the error, ``absent``
+    (``unwritten``) says which splits are missing and why."""
     ordered = sorted(splits, key=lambda s: (prefer.index(s.name) if s.name in prefer else len(prefer),
                                             s.name))
     for split in ordered:
@@ -184,11 +206,12 @@ def choose_split(splits: Sequence[Split], formats: Collection[str], need: str,
         fmt = next((f for f in layout.formats if f in formats), None)
         if fmt is not None:
             return split, layout, fmt
-    has = "; ".join(f"{s.source}: {', '.join(s.columns) or 'no columns (no rows)'}" for s in ordered)
+    missing = f" ({_absent(absent)})" if absent else ""
     if len(ordered) == 1:
         raise FactoryError(f"{ordered[0].source}: {need}; it has "
-                           f"{', '.join(ordered[0].columns) or 'no columns (no rows)'}")
-    raise FactoryError(f"no split has what is needed: {need} ({has})")
+                           f"{', '.join(ordered[0].columns) or 'no columns (no rows)'}{missing}")
+    has = "; ".join(f"{s.source}: {', '.join(s.columns) or 'no columns (no rows)'}" for s in ordered)
+    raise FactoryError(f"no split has what is needed: {need} ({has}){missing}")
 
 
 # ------------------------------------------------------------------------------------ shapes
@@ -341,12 +364,9 @@ def _scalar_text(value: Any) -> str | None:
 
 def write_split(folder: Path, name: str, rows: list[Row], schema: Any = None) -> list[str]:
     """``<name>.jsonl`` and ``<name>.parquet`` (in ``schema``'s types when given); returns notes.
-
-    A zero-row split is written with no row group: a 0-row row group makes ``datasets`` fail
-    ("BatchSize must be greater than 0"); with none, pyarrow and ``datasets`` (streaming) read the
-    columns. (``datasets.load_dataset`` itself refuses every empty split: "corresponds to no data".)
-    """
+    Callers leave a 0-row split out: ``datasets`` cannot load one (see ``unwritten``)."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
         for row in rows:
@@ -355,16 +375,5 @@ def write_split(folder: Path, name: str, rows: list[Row], schema: Any = None) ->
         table = pa.Table.from_pylist(rows, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # mixed types in one column: jsonl only
         return [f"{name}.parquet not written ({exc}); {name}.jsonl holds every row"]
-    write_parquet(folder / f"{name}.parquet", table)
+    pq.write_table(table, folder / f"{name}.parquet")
     return []
-
-
-def write_parquet(path: Path, table: Any) -> None:
-    """``pq.write_table``, except that an empty table gets no row group (see ``write_split``)."""
-    import pyarrow.parquet as pq
-
-    if table.num_rows:
-        pq.write_table(table, path)
-    else:
-        with pq.ParquetWriter(path, table.schema):
-            pass
