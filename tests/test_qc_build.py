@@ -102,7 +102,7 @@ def test_qc_command_writes_kept_and_rejects(tmp_path):
     chain.write_text("filters:\n  - {filter: pairs}\n")
     result = run_cli("qc", str(data), "--chain", str(chain), "--output", str(tmp_path / "qc"))
     assert result.returncode == 0, result.stderr
-    kept = read_jsonl(tmp_path / "qc" / "kept.jsonl")
+    kept = read_jsonl(tmp_path / "qc" / "pairs.jsonl")  # the input's split name, rows as read
     rejects = read_jsonl(tmp_path / "qc" / "rejects.jsonl")
     assert len(kept) == 6 and kept[0] == rows[0]
     assert [(r["step"], r["reason"], r["row"]) for r in rejects] == [("qc.pairs", "identical_pair", 7)]
