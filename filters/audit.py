@@ -10,7 +10,6 @@ scatter with AUC/MMD, the largest duplicate groups, pair-QC figures, a random 5%
 from __future__ import annotations
 
 import html
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -38,28 +37,11 @@ def run_dataset_chain(dataset: LoadedDataset, chain_path: Path | None, seeds_pat
     return result, chain_path
 
 
-def write_qc_outputs(dataset: LoadedDataset, result: QCResult, out_dir: Path) -> dict[str, Any]:
-    """``kept.jsonl`` (rows as read), ``rejects.jsonl`` (filter, reason, score), ``qc_stats.json``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    position = {id(r): i for i, r in enumerate(dataset.records)}
-    with (out_dir / "kept.jsonl").open("w", encoding="utf-8") as fh:
-        for record in result.kept:
-            fh.write(json.dumps(dataset.rows[position[id(record)]], ensure_ascii=False, default=str) + "\n")
-    with (out_dir / "rejects.jsonl").open("w", encoding="utf-8") as fh:
-        for rej in result.rejects:
-            row = rej.as_row()
-            row["row"] = position[id(rej.record)] + 1
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    summary = result.summary(len(dataset.records))
-    (out_dir / "qc_stats.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    return summary
-
-
 def audit(dataset_path: Path, output: Path | None = None, chain_path: Path | None = None,
           seeds_path: Path | None = None, fmt: str | None = None, prompt_column: str | None = None,
           response_column: str | None = None, sample_fraction: float = 0.05,
-          seed: int = 0) -> tuple[Path, dict[str, Any]]:
-    dataset = load_dataset_records(dataset_path, fmt, prompt_column, response_column)
+          seed: int = 0, split: str | None = None) -> tuple[Path, dict[str, Any]]:
+    dataset = load_dataset_records(dataset_path, fmt, prompt_column, response_column, split)
     result, chain_path = run_dataset_chain(dataset, chain_path, seeds_path, report_only=True)
     summary = result.summary(len(dataset.records))
     people = latest(read_verdicts(review_paths(dataset_path)[1]))
@@ -76,13 +58,17 @@ def audit(dataset_path: Path, output: Path | None = None, chain_path: Path | Non
 # ---------------------------------------------------------------------------------------- report
 
 
+def _text_columns(dataset: LoadedDataset) -> list[str]:
+    return ["prompt", "chosen", "rejected"] if dataset.format == "preference" else ["prompt", "response"]
+
+
 def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, str]]:
     """(section title, plotly figure or None, note) in page order."""
     import plotly.graph_objects as go
 
     out: list[tuple[str, Any, str]] = []
     recs = dataset.records
-    length_cols = ["prompt", "chosen", "rejected"] if dataset.format == "dpo" else ["prompt", "response"]
+    length_cols = _text_columns(dataset)
     fig = go.Figure()
     for col in length_cols:
         fig.add_histogram(x=[len(str(r.fields.get(col) or "")) for r in recs], name=col, opacity=0.6)
@@ -154,7 +140,7 @@ def _sample(dataset: LoadedDataset, result: QCResult, fraction: float, seed: int
     flags: dict[int, list[str]] = {}
     for rej in result.rejects:
         flags.setdefault(id(rej.record), []).append(f"{rej.step.removeprefix('qc.')}: {rej.reason}")
-    cols = ["prompt", "chosen", "rejected"] if dataset.format == "dpo" else ["prompt", "response"]
+    cols = _text_columns(dataset)
     head = "".join(f"<th>{c}</th>" for c in cols)
     body = []
     for i in picked:
@@ -228,9 +214,9 @@ def render_report(dataset: LoadedDataset, result: QCResult, summary: dict[str, A
         sections.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p>{body}")
     would = sum(1 for _ in {id(r.record) for r in result.rejects})
     return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>factory audit: {html.escape(str(dataset.path))}</title>
+<html><head><meta charset="utf-8"><title>factory audit: {html.escape(dataset.split.source)}</title>
 <style>{STYLE}</style></head><body>
-<h1>Audit of {html.escape(str(dataset.path))}</h1>
+<h1>Audit of {html.escape(dataset.split.source)}</h1>
 <p>Format <b>{dataset.format}</b>, {len(dataset.records)} records;
 chain <code>{html.escape(str(chain_path))}</code>
 run in report-only mode (every filter sees every record; nothing is removed).

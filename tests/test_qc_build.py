@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from conftest import fake_recipe_text, read_jsonl, run_cli
+from test_resume import same_dataset
 
 RUBRIC_RULE = """
       - match: "Rate the answer"
@@ -53,6 +54,10 @@ def test_build_runs_the_chain_and_accounts_for_every_record(write_recipe, tmp_pa
     assert {r["reason"] for r in qc_rows if r["step"] == "qc.reward"} == {"reward_below_p25"}
     card = (out / "README.md").read_text()
     assert "## Quality control" in card and "reward_below_p25" in card
+    # A rebuild from the cache writes the same bytes: no run-specific figure (timings) in the files.
+    again = run_cli("build", str(recipe), "--output", str(tmp_path / "again"), env=cache_env)
+    assert again.returncode == 0, again.stderr
+    same_dataset(out, tmp_path / "again")
 
 
 def test_failed_drift_gate_stops_the_build_and_keeps_what_was_made(write_recipe, tmp_path, cache_env):
@@ -97,7 +102,7 @@ def test_qc_command_writes_kept_and_rejects(tmp_path):
     chain.write_text("filters:\n  - {filter: pairs}\n")
     result = run_cli("qc", str(data), "--chain", str(chain), "--output", str(tmp_path / "qc"))
     assert result.returncode == 0, result.stderr
-    kept = read_jsonl(tmp_path / "qc" / "kept.jsonl")
+    kept = read_jsonl(tmp_path / "qc" / "pairs.jsonl")  # the input's split name, rows as read
     rejects = read_jsonl(tmp_path / "qc" / "rejects.jsonl")
     assert len(kept) == 6 and kept[0] == rows[0]
     assert [(r["step"], r["reason"], r["row"]) for r in rejects] == [("qc.pairs", "identical_pair", 7)]

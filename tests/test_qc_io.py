@@ -22,7 +22,7 @@ def test_detects_dpo_chat_messages(tmp_path):
              "chosen": [{"role": "assistant", "content": "Good."}],
              "rejected": [{"role": "assistant", "content": "Bad."}]}]
     data = load_dataset_records(write_jsonl(tmp_path / "d.jsonl", rows))
-    assert data.format == "dpo"
+    assert data.format == "preference"
     f = data.records[0].fields
     assert (data.records[0].id, f["prompt"], f["chosen"], f["rejected"], f["response"]) == ("a", "Q?", "Good.", "Bad.", "Good.")
 
@@ -30,12 +30,12 @@ def test_detects_dpo_chat_messages(tmp_path):
 def test_detects_sft_and_columns_and_csv(tmp_path):
     sft = [{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}]
     data = load_dataset_records(write_jsonl(tmp_path / "s.jsonl", sft))
-    assert data.format == "sft" and data.records[0].fields["prompt"] == "Hi?"
+    assert data.format == "conversation" and data.records[0].fields["prompt"] == "Hi?"
     assert data.records[0].fields["response"] == "Hello."
     csv = tmp_path / "c.csv"
     csv.write_text("instruction,output\nAdd 2 and 2.,4\n")
     data = load_dataset_records(csv)
-    assert data.format == "columns" and data.records[0].fields["response"] == "4"
+    assert data.format == "prompt_completion" and data.records[0].fields["response"] == "4"
     assert data.records[0].id == "row1"
 
 
@@ -50,7 +50,7 @@ def test_factory_build_folder_reads_the_dpo_split(tmp_path):
                                           "rejected": [{"role": "assistant", "content": "B"}]}]),
                    folder / "dpo.parquet")
     data = load_dataset_records(folder)
-    assert data.format == "dpo" and data.records[0].fields["chosen"] == "A"
+    assert data.format == "preference" and data.records[0].fields["chosen"] == "A"
 
 
 def test_unknown_columns_and_bad_rows_are_one_line_errors(tmp_path):

@@ -17,12 +17,14 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 # How `factory qc` and `factory audit` read a dataset whose format is not detected.
-FormatOption = Annotated[Optional[str], typer.Option("--format", help="dpo | sft | columns (default: "
-                                                                     "detected)")]
+FormatOption = Annotated[Optional[str], typer.Option(
+    "--format", help="preference | conversation | prompt_completion | prompt_answer (default: detected)")]
 PromptColumnOption = Annotated[Optional[str], typer.Option(
-    "--prompt-column", help="columns format: the instruction column (default: detected)")]
+    "--prompt-column", help="the prompt column (default: detected)")]
 ResponseColumnOption = Annotated[Optional[str], typer.Option(
-    "--response-column", help="columns format: the response column (default: detected)")]
+    "--response-column", help="the response column (default: detected)")]
+SplitOption = Annotated[Optional[str], typer.Option(
+    "--split", help="only this split (a folder's <split>.parquet, or a Hugging Face split name)")]
 
 
 # The request cache, as `factory build`, `eval` and `init` take it.

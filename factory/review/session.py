@@ -16,8 +16,9 @@ from factory.core.errors import FactoryError
 from filters.review_sample import Candidate, JudgeColumn, judge_figure, pick_queue, qc_figures, stratum_of
 from filters.review_store import read_queue, review_paths, write_queue
 
-ROLES = {"dpo": ("prompt", "chosen", "rejected"), "sft": ("prompt", "response"),
-         "columns": ("prompt", "response")}
+# by the formats of factory.core.dataset_files (the text columns filters.dataset_io gives each record)
+ROLES = {"preference": ("prompt", "chosen", "rejected"), "conversation": ("prompt", "response"),
+         "prompt_completion": ("prompt", "response"), "prompt_answer": ("prompt", "response")}
 
 
 @dataclass
