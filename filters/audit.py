@@ -10,6 +10,7 @@ scatter with AUC/MMD, the largest duplicate groups, pair-QC figures, a random 5%
 from __future__ import annotations
 
 import html
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -76,19 +77,10 @@ def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, s
     out.append(("Lengths", fig, ""))
     for label, info in result.info.items():
         kind = label.split("#")[0]
-        scores = [s for s in result.stats[label].scores if isinstance(s, (int, float))]
-        if kind in ("perplexity", "reward") and scores:
-            fig = go.Figure(go.Histogram(x=scores, nbinsx=40, name=kind))
-            if info.get("cut") is not None:
-                fig.add_vline(x=info["cut"], line_dash="dash", line_color="red",
-                              annotation_text=f"cut {info['cut']:g} ({info.get('rule', '')})")
-            if kind == "perplexity":
-                fig.update_xaxes(type="log", title="perplexity (log scale)")
-                note = f"model: {info.get('model')}"
-            else:
-                fig.update_xaxes(title="reward")
-                note = f"scorer: {info.get('scorer')}"
-            out.append((f"{label}: histogram", fig, note))
+        scores = [float(s) for s in result.stats[label].scores
+                  if isinstance(s, (int, float)) and math.isfinite(s)]
+        if kind in ("perplexity", "reward", "repetition") and scores:
+            out.append((f"{label}: histogram", score_histogram(kind, scores, info), _score_note(kind, info)))
         elif kind == "drift":
             scatter = info.get("_scatter")
             if not scatter:
@@ -110,6 +102,44 @@ def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, s
                     if longer is not None else "no pairs")
             out.append((f"{label}: pair QC", None, note))
     return out
+
+
+def score_histogram(kind: str, scores: list[float], info: dict[str, Any]) -> Any:
+    """A histogram of one filter's scores with its cut line. Perplexity spans orders of magnitude,
+    so it is binned on log10 values on a linear axis labelled in perplexity: plotly's histogram on
+    a log axis put every record outside its bins and drew no bars."""
+    import plotly.graph_objects as go
+
+    cut = info.get("cut")
+    cut = float(cut) if isinstance(cut, (int, float)) and math.isfinite(cut) else None
+    log = kind == "perplexity" and min(scores) > 0 and (cut is None or cut > 0)
+    xs = [math.log10(v) for v in scores] if log else scores
+    fig = go.Figure(go.Histogram(x=xs, nbinsx=40, name=kind, hovertemplate="%{y} records<extra></extra>"))
+    if cut is not None:
+        fig.add_vline(x=math.log10(cut) if log else cut, line_dash="dash", line_color="red",
+                      annotation_text=f"cut {cut:g} ({info.get('cut_source') or info.get('rule', '')})")
+    if log:
+        span = xs + ([math.log10(cut)] if cut is not None else [])
+        ticks = [e + math.log10(m) for e in range(math.floor(min(span)), math.ceil(max(span)) + 1)
+                 for m in (1, 2, 5)]
+        per = " per character" if info.get("per") == "char" else ""
+        fig.update_xaxes(tickvals=ticks, ticktext=[f"{10 ** t:.3g}" for t in ticks],
+                         title=f"perplexity{per} (log scale)")
+    else:
+        fig.update_xaxes(title={"reward": "reward", "repetition": "worst rule figure ÷ its threshold "
+                                "(above 1 = dropped)"}.get(kind, kind))
+    fig.update_yaxes(title="records")
+    return fig
+
+
+def _score_note(kind: str, info: dict[str, Any]) -> str:
+    parts = [f"model: {info.get('model')}" if kind == "perplexity" else
+             f"scorer: {info.get('scorer')}" if kind == "reward" else str(info.get("rule", ""))]
+    if info.get("cut_source"):
+        parts.append(f"cut {info.get('cut')}: {info['cut_source']}")
+    if info.get("message"):
+        parts.append(str(info["message"]))
+    return "; ".join(parts)
 
 
 def _counts_table(summary: dict[str, Any]) -> str:

@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from filters.base import Chain
-from filters.config import DedupBlock, DriftBlock, PairsBlock, PerplexityBlock, RewardBlock
+from filters.config import DedupBlock, DriftBlock, PairsBlock, PerplexityBlock, RepetitionBlock, RewardBlock
 
 
 def build_chain(blocks: list[Any]) -> Chain:
     """Filter objects for validated blocks; heavy modules are imported only for filters used."""
     out = []
     for block in blocks:
-        if isinstance(block, PerplexityBlock):
+        if isinstance(block, RepetitionBlock):
+            from filters.repetition import RepetitionFilter
+            out.append(RepetitionFilter(block))
+        elif isinstance(block, PerplexityBlock):
             from filters.perplexity import PerplexityFilter
             out.append(PerplexityFilter(block))
         elif isinstance(block, DedupBlock):
