@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from filters.agreement import agreement
-from filters.base import QCContext, QCResult
+from filters.base import QCContext, QCResult, figures_note
 from filters.chain import build_chain
 from filters.config import load_chain_file
 from filters.dataset_io import LoadedDataset, default_chain_path, load_dataset_records
@@ -86,10 +86,10 @@ def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, s
             if not scatter:
                 out.append((f"{label}: drift", None, info.get("message", "not measured")))
                 continue
-            fig = go.Figure()
+            fig = go.Figure()  # SVG, not WebGL: at most 2 × max_samples points, and drawn without a GPU
             for side in ("seed", "synthetic"):
                 xy = scatter[side]
-                fig.add_scattergl(x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers", name=side,
+                fig.add_scatter(x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers", name=side,
                                   text=scatter[f"{side}_text"], marker={"size": 5, "opacity": 0.6})
             title = (f"AUC {info['auc']:.3f} · MMD² {info['mmd2']:.4f} (p {info['mmd_p']:.3f}) · "
                      f"{info['gate']}")
@@ -148,8 +148,9 @@ def _counts_table(summary: dict[str, Any]) -> str:
         reasons = {**f["dropped"], **{f"{k} (failed)": v for k, v in f["failed"].items()}}
         text = "<br>".join(f"{html.escape(k)}: {v}" for k, v in reasons.items()) or "—"
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{f['in']}</td><td>{f['kept']}</td>"
-                    f"<td>{text}</td><td>{html.escape(str(f.get('rule', f.get('gate', ''))))}</td></tr>")
-    head = "<tr><th>filter</th><th>in</th><th>kept</th><th>would drop (reason: n)</th><th>rule</th></tr>"
+                    f"<td>{text}</td><td>{html.escape(figures_note(f) or str(f.get('gate', '')))}</td></tr>")
+    head = ("<tr><th>filter</th><th>in</th><th>kept</th><th>would drop (reason: n)</th>"
+            "<th>rule, cut and its source</th></tr>")
     return "<table>" + head + "".join(rows) + "</table>"
 
 

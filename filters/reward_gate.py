@@ -73,7 +73,11 @@ def gate_pairs(rows: Sequence[tuple[str, str]], count: int, seed: int = 0) -> li
     from factory.core.degrade import SANITY_KINDS
 
     per_kind = -(-count // len(SANITY_KINDS))
-    pairs = sanity_pairs(rows, SANITY_KINDS, per_kind=per_kind, seed=seed)
+    try:
+        pairs = sanity_pairs(rows, SANITY_KINDS, per_kind=per_kind, seed=seed)
+    except ValueError:  # one distinct usable answer: no other prompt's answer to swap in
+        kinds = [k for k in SANITY_KINDS if k != "other_answer"]
+        pairs = sanity_pairs(rows, kinds, per_kind=-(-count // len(kinds)), seed=seed)
     # Interleave the kinds before trimming, so a short list still has every kind in it.
     by_kind: dict[str, list[SanityPair]] = {}
     for p in pairs:

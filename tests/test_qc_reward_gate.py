@@ -104,3 +104,9 @@ def test_gate_pairs_spread_over_kinds_and_come_from_the_data():
     pairs = gate_pairs(data, 10)
     assert len(pairs) == 10 and len({p.kind for p in pairs}) == 5
     assert all(p.chosen == data[p.source][1] and p.rejected != p.chosen for p in pairs)
+
+
+def test_one_distinct_answer_still_gets_a_gate_without_other_answer_pairs():
+    same = [("q", "The same answer, given every time, in one plain sentence here.")] * 6
+    pairs = gate_pairs(same, 8)
+    assert pairs and "other_answer" not in {p.kind for p in pairs}
