@@ -1,8 +1,13 @@
-"""Perplexity filter: per-token perplexity of a text under a causal LM; the most perplexing go.
+"""Perplexity filter: texts a causal LM finds too surprising go.
 
-Default scorer: the embedded SmolLM2-135M GGUF dequantized by transformers (trainers/models.py);
+Default scorer: the embedded SmolLM2-135M GGUF dequantized by transformers (factory/core/models.py);
 any HF causal LM folder works. Texts are sorted by length and batched, so padding stays small.
-With ``prompt_column`` the prompt is context only: its tokens are not scored.
+With ``prompt_column`` the prompt is context only (its tokens are not scored): by default the user
+turn of the model's chat template, the text its reply. The default statistic is the worst run of
+8 tokens (``per: window``; ``token`` and ``char`` average the whole text), and the default cut is a
+percentile of the same statistic on known-good reference text (in-house answers shipped in
+``filters/reference/``, a file, or the seeds), so it does not move with the share of garbage in
+the data; ``reference: data`` (a percentile of the data itself) is kept, and labelled as such.
 """
 
 from __future__ import annotations
@@ -111,14 +116,34 @@ class PerplexityScorer:
                 attn[row, :n] = 1
                 # Token t is predicted from the ones before it; with no context the first is unscored.
                 scored[row, max(len(ctx), 1):n] = True
-            with torch.inference_mode():
-                logits = model(input_ids=ids, attention_mask=attn).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            tok_lp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
             mask = scored[:, 1:]
+            with torch.inference_mode():
+                lp = _scored_logprobs(model, ids, attn, mask)
+            counts = mask.sum(dim=1).tolist()
+            at = 0
             for row, i in enumerate(batch):
-                out[i] = [-v for v in tok_lp[row][mask[row]].tolist()]
+                out[i] = [-v for v in lp[at:at + counts[row]].tolist()]
+                at += counts[row]
         return out
+
+
+def _scored_logprobs(model: Any, ids: Any, attn: Any, mask: Any) -> Any:
+    """Log-probabilities of the scored tokens only, flattened in row order. The vocabulary
+    projection and softmax run on scored positions only (not on the prompt, the chat header or
+    padding): with a 49k vocabulary that is most of the memory and a good share of the time.
+    Models whose head does more than a linear projection (logit soft-capping) take the plain path."""
+    import torch
+
+    targets = ids[:, 1:][mask]
+    decoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    plain_head = getattr(model.config, "final_logit_softcapping", None) is None
+    if decoder is not None and isinstance(head, torch.nn.Linear) and plain_head:
+        hidden = decoder(input_ids=ids, attention_mask=attn).last_hidden_state
+        logits = head(hidden[:, :-1][mask]).float()
+    else:
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1][mask].float()
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 class PerplexityFilter(Filter):

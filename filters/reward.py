@@ -1,4 +1,6 @@
-"""Reward scorers and the bottom-percentile cut.
+"""Reward scorers and the bottom-percentile cut, behind a gate (``filters.reward_gate``): the cut
+deletes rows only when the scorer put real answers above degraded copies of them in enough sanity
+pairs from the same data; otherwise the filter reports scores only and says why.
 
 Scorers (``score(prompts, answers, llm, user) -> [(score | None, detail)]``):
 - ``judge``: the rubric judge (factory.llm.rubric) through any backend, asked through the run's LLM
