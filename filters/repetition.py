@@ -13,13 +13,15 @@ et al. 2021 (Gopher, table A1) and datatrove's ``GopherRepetitionFilter`` do:
 
 Why not datatrove itself: its filter splits words with NLTK's tokenizer, which needs the
 ``punkt_tab`` data that cannot be downloaded here, and the package brings ``huggingface-hub>=1.6``,
-``multiprocess``, ``dill`` and ``loguru`` for about sixty lines of counting. The thresholds are
-Gopher's, measured there on web documents; two guards make them safe on short answers (a bullet
-list, a table, a block of code): line and paragraph rules count only lines with at least
-``min_line_chars`` word characters (``}``, ``|---|---|`` and blank separators repeat
-legitimately), the n-gram rules apply from ``min_words`` words on and compression from
-``min_compression_chars`` characters (a
-nine-word answer that says "of the" twice is not a loop).
+``multiprocess``, ``dill`` and ``loguru`` for about sixty lines of counting.
+
+Gopher's thresholds were set on web documents; on short answers its n-gram ones drop numbered
+lists and URL lists, so the defaults (``filters.config.RepetitionBlock``) are looser n-gram
+thresholds measured on real answers, and three guards keep lists, tables and code: line and
+paragraph rules count only lines with at least ``min_line_chars`` word characters (``}``,
+``|---|---|`` and blank separators repeat legitimately), n-gram rules apply from ``min_words``
+words and compression from ``min_compression_chars`` characters (a nine-word answer that says
+"of the" twice is not a loop; a short text never compresses well).
 """
 
 from __future__ import annotations
