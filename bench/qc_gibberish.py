@@ -114,6 +114,8 @@ def main() -> None:
     ap.add_argument("--per-kind", type=int, default=12)
     ap.add_argument("--chain", default=str(ROOT / "filters" / "default.yaml"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--scores", type=Path, help="keep the model's token scores in this JSON file: read "
+                    "when it exists (no model pass; the figures are the same), written after a pass")
     args = ap.parse_args()
     import torch
 
@@ -132,6 +134,8 @@ def main() -> None:
 
             embedder = embedder or Embedder(f.block.model)
             f.embedder = embedder
+    if args.scores and args.scores.exists() and isinstance(scorer, PerplexityScorer):
+        scorer._memo.update({(c, t, chat): nlls for c, t, chat, nlls in json.loads(args.scores.read_text())})
     contrast = None
     for f in chain.filters:
         if isinstance(f, PerplexityFilter):  # the same scores, cut at p95 of the data itself
@@ -151,10 +155,11 @@ def main() -> None:
     removed: dict[float, Counter] = {}
     contrast_removed: dict[float, Counter] = {}
     real_lost: dict[float, tuple[int, int]] = {}
+    real_by_filter: dict[float, Counter] = {}
     contrast_lost: dict[float, tuple[int, int]] = {}
     cuts: dict[str, object] = {}
     for p in PREVALENCES:
-        removed[p], contrast_removed[p] = Counter(), Counter()
+        removed[p], contrast_removed[p], real_by_filter[p] = Counter(), Counter(), Counter()
         lost = seen = c_lost = 0
         sets = datasets(len(rows), bad, p)
         for real, chunk in sets:
@@ -165,6 +170,8 @@ def main() -> None:
             result = chain.run(records, QCContext())
             gone = {r.record.id for r in result.rejects}
             lost += sum(f"real{i}" in gone for i in real)
+            real_by_filter[p].update(r.step.removeprefix("qc.") for r in result.rejects
+                                     if r.record.id.startswith("real"))
             seen += len(real)
             for c in chunk:
                 removed[p][bad[c][0]] += f"bad{c}" in gone
@@ -180,6 +187,7 @@ def main() -> None:
             "datasets": len(sets),
             "rows_per_dataset": round(sum(len(r) + len(c) for r, c in sets) / len(sets)),
             "removed": {k: removed[p][k] / args.per_kind for k in KINDS}, "real_lost": lost / seen,
+            "real_lost_by_filter": {k: v / seen for k, v in sorted(real_by_filter[p].items())},
             "p95_of_data": {"removed": {k: contrast_removed[p][k] / args.per_kind for k in KINDS},
                             "real_lost": c_lost / seen}}
     for kind in KINDS:
@@ -188,6 +196,9 @@ def main() -> None:
     table.add_row("[b]real rows lost[/b]",
                   *[f"{a / b:.1%}" for a, b in (real_lost[p] for p in PREVALENCES)],
                   *[f"{a / b:.1%}" for a, b in (contrast_lost[p] for p in PREVALENCES)])
+    for label in sorted({k for c in real_by_filter.values() for k in c}):
+        table.add_row(f"  lost to {label}", *[f"{real_by_filter[p][label] / real_lost[p][1]:.1%}"
+                                               for p in PREVALENCES], "", "", "")
     elapsed = time.perf_counter() - started
     results["seconds"] = round(elapsed, 1)
     results["cuts"] = cuts
@@ -198,6 +209,9 @@ def main() -> None:
                                  for p in PREVALENCES)
                      + "\ncuts: " + "; ".join(f"{k} {v.get('cut')} ({v.get('cut_source', v.get('rule'))})"
                                               for k, v in cuts.items()))
+    if args.scores and isinstance(scorer, PerplexityScorer) and not args.scores.exists():
+        memo = [[c, t, chat, nlls] for (c, t, chat), nlls in scorer._memo.items()]
+        args.scores.write_text(json.dumps(memo))
     report(table, results, "qc_gibberish-")
 
 
