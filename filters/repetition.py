@@ -177,6 +177,7 @@ class RepetitionFilter(Filter):
         self.info = {"column": b.column, "rule": "Gopher repetition rules + compression ratio "
                      f"(n-gram rules from {b.min_words} words, compression from "
                      f"{b.min_compression_chars} characters)",
-                     "cut": 1.0, "cut_source": "absolute thresholds (Gopher, Rae et al. 2021, table A1)",
+                     "cut": 1.0, "cut_source": "absolute thresholds: Gopher's rules (Rae et al. 2021), "
+                     "n-gram thresholds measured on real answers",
                      "thresholds": self.limits, "fired": dict(sorted(fired.items()))}
         return out

@@ -108,7 +108,8 @@ def test_the_cut_stays_put_when_the_share_of_garbage_changes(tmp_path):
     ref.write_text("".join(json.dumps({"prompt": "q", "response": f"known good {i}"}) + "\n" for i in range(50)))
     block = PerplexityBlock(filter="perplexity", prompt_column="prompt", reference="file",
                             reference_file=str(ref), percentile=99, margin=1.1)
-    data_block = PerplexityBlock(filter="perplexity", prompt_column="prompt", reference="data", percentile=95)
+    data_block = PerplexityBlock(filter="perplexity", prompt_column="prompt", reference="data", percentile=95,
+                                 margin=1.0)
     cuts, data_cuts = set(), set()
     for garbage in (0, 7, 40):
         records = _mixed(garbage)
@@ -137,7 +138,8 @@ def test_builtin_reference_is_scored_with_the_same_framing(tiny):
     f = PerplexityFilter(PerplexityBlock(filter="perplexity", model=tiny, prompt_column="prompt"))
     Chain([f]).run(records)
     n = sum(1 for line in BUILTIN_REFERENCE.read_text().splitlines() if line.strip())
-    assert f.info["cut_source"] == f"p99 of {n} texts: in-house reference answers (filters/reference/answers.jsonl)"
+    assert f.info["cut_source"] == (f"p99 × 1.5 of {n} texts: in-house reference answers "
+                                    "(filters/reference/answers.jsonl)")
     assert f.info["per"] == "window" and f.info["framing"] == "chat template" and f.info["cut"] > 1
     keys = list(f.scorer._memo)
     assert len(keys) == n + 1 and all(chat for _, _, chat in keys)
