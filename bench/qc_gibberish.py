@@ -143,7 +143,7 @@ def main() -> None:
     for f in chain.filters:
         if isinstance(f, PerplexityFilter):  # the same scores, cut at p95 of the data itself
             block = PerplexityBlock(**{**f.block.model_dump(), "reference": "data", "percentile": 95,
-                                       "margin": 1.0})
+                                       "margin": None})
             contrast = Chain([PerplexityFilter(block, scorer=f.scorer)])
             break
     started = time.perf_counter()

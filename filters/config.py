@@ -68,9 +68,10 @@ class PerplexityBlock(Strict):
                                        "for reference: file")
     seed_column: str | None = Field(None, description="seed column for reference: seeds (default: column)")
     percentile: float = Field(99, gt=0, le=100, description="cut at this percentile of the reference")
-    # 1.5: the reference answers are plainer than real data (URLs, code, notation); at 1.0 the
-    # default chain lost 5.0-5.8% of real self_instruct answers, at 1.5 3.9-4.7% (qc_gibberish).
-    margin: float = Field(1.5, gt=0, description="multiply the reference percentile by this")
+    # builtin: 1.5, as the in-house answers are plainer than real data (URLs, code, notation); at
+    # 1.0 the default chain lost 5.0-5.8% of real self_instruct answers, at 1.5 3.9-4.7%.
+    margin: float | None = Field(None, gt=0, description="multiply the reference percentile by this "
+                                 "(default: 1.5 with reference: builtin, else 1.0)")
     max: float | None = Field(None, gt=1, description="absolute cut; replaces reference and percentile")
     batch_size: int = Field(16, ge=1)
     max_tokens: int = Field(512, ge=8, description="tokens scored per text (longer are cut)")

@@ -188,10 +188,11 @@ class PerplexityFilter(Filter):
             finite = [v for v in reference if math.isfinite(v)]
             if not finite:
                 raise FactoryError(f"qc.{self.label}: the reference ({where}) has no text to score")
-            cut = percentile_cut(finite, b.percentile) * b.margin
+            factor = b.margin if b.margin is not None else 1.5 if b.reference == "builtin" else 1.0
+            cut = percentile_cut(finite, b.percentile) * factor
             tag = "" if b.reference == "data" else f"{b.reference}_"
             reason = f"perplexity{unit}_above_{tag}p{b.percentile:g}"
-            margin = f" × {b.margin:g}" if b.margin != 1 else ""
+            margin = f" × {factor:g}" if factor != 1 else ""
             source = f"p{b.percentile:g}{margin} of {len(finite)} texts: {where}"
         self.info = {"model": b.model, "column": b.column, "cut": round(cut, 3), "rule": reason,
                      "cut_source": source, "per": b.per, "reference": b.reference,

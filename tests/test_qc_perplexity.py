@@ -108,8 +108,7 @@ def test_the_cut_stays_put_when_the_share_of_garbage_changes(tmp_path):
     ref.write_text("".join(json.dumps({"prompt": "q", "response": f"known good {i}"}) + "\n" for i in range(50)))
     block = PerplexityBlock(filter="perplexity", prompt_column="prompt", reference="file",
                             reference_file=str(ref), percentile=99, margin=1.1)
-    data_block = PerplexityBlock(filter="perplexity", prompt_column="prompt", reference="data", percentile=95,
-                                 margin=1.0)
+    data_block = PerplexityBlock(filter="perplexity", prompt_column="prompt", reference="data", percentile=95)
     cuts, data_cuts = set(), set()
     for garbage in (0, 7, 40):
         records = _mixed(garbage)
@@ -122,6 +121,7 @@ def test_the_cut_stays_put_when_the_share_of_garbage_changes(tmp_path):
         d = PerplexityFilter(data_block, scorer=TableScorer(table))
         lost = {r.record.id for r in Chain([d]).run(records).rejects}
         data_cuts.add(d.info["cut"])
+        assert d.info["cut_source"].startswith("p95 of ") and "this data itself" in d.info["cut_source"]
         if garbage == 0:
             assert lost and all(i.startswith("r") for i in lost)  # 5% of clean data goes
         if garbage == 40:
