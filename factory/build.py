@@ -70,7 +70,9 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
         kept = [o for o in outcomes if isinstance(o, Record)]
         rejects = [o for o in outcomes if isinstance(o, Reject)]
         models = {k: b.model_id for k, b in backends.items()}
-        card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models)
+        sections = [bound[s.name].runner.card_section(engine.stats[s.name].figures) for s in plan.graph.order]
+        card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models,
+                           [s for s in sections if s])
         output = plan.output
         if qc is not None:
             from filters.build_qc import failed_gate_dir, qc_card

@@ -216,8 +216,10 @@ class Engine:
         self.stats[name].figures.update(ctx.counters)
         if isinstance(result, Rejected):
             return Reject(record, name, result.reason, result.detail, result.raw)
-        trace = StepTrace(name, bound.dispatcher.backend.name, bound.dispatcher.backend.model_id,
-                          ctx.prompt_hashes)
+        backend = bound.dispatcher.backend
+        # A code-only step (constrain) names no backend or model in the lineage: none answered it.
+        trace = StepTrace(name, "none", "none", []) if runner.local else \
+            StepTrace(name, backend.name, backend.model_id, ctx.prompt_hashes)
         if isinstance(result, list):  # fan-out: one child record per field dict
             if not runner.fans_out:
                 raise TypeError(f"step {name} returned several records but does not fan out")

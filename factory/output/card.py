@@ -17,8 +17,9 @@ from factory.recipe.spec import Recipe
 
 
 def render_card(recipe: Recipe, recipe_path: Path, graph: Graph, stats: dict[str, Any],
-                models: dict[str, str]) -> str:
-    """Card text; ``{split_table}`` is filled in by the writer once split sizes are known."""
+                models: dict[str, str], sections: list[str] | None = None) -> str:
+    """Card text; ``{split_table}`` is filled in by the writer once split sizes are known.
+    ``sections``: markdown the steps add (``StepRunner.card_section``), after the counts."""
     configs = "\n".join(
         f"- config_name: {name}\n  data_files:\n  - split: train\n    path: {name}.parquet"
         for name in recipe.outputs.splits)
@@ -76,4 +77,4 @@ the hash of each prompt). Load one with
 | step | reason | records |
 |---|---|---|
 {reasons}
-"""
+""" + "".join(f"\n{section.strip()}\n" for section in sections or [])
