@@ -114,3 +114,18 @@ def test_bad_block_is_a_one_line_error_with_file_and_line(tmp_path):
     result = run_cli("qc", str(data), "--chain", str(chain), cwd=ROOT)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert f"{chain}:3: filters[0].ngram:" in result.stderr
+
+
+def test_two_short_eval_texts_with_the_same_first_words_are_both_found(tmp_path):
+    evals = [{"prompt": "Describe the water cycle for a class of young pupils today."},
+             {"prompt": "Describe the water cycle for a class of adult learners please."}]
+    path = tmp_path / "e.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in evals))
+    f = DecontaminateFilter(DecontaminateBlock.model_validate(
+        {"filter": "decontaminate", "eval_sets": [{"path": str(path)}]}))
+    out = run(f, ["Hi! Describe the water cycle for a class of adult learners, please.",
+                  "Describe the water cycle for a class of young pupils today!",
+                  "Describe the water cycle for a class of children."])
+    assert isinstance(out[0], Drop) and "(row 2)" in out[0].detail
+    assert isinstance(out[1], Drop) and "(row 1)" in out[1].detail
+    assert isinstance(out[2], Keep)
