@@ -33,8 +33,10 @@ def _existence(rng: random.Random, prompt: str) -> dict[str, Any]:
 
 
 def _frequency(rng: random.Random, prompt: str) -> dict[str, Any]:
-    relation = rng.choice(RELATION.choices)
-    return {"keyword": _keyword(rng, prompt), "frequency": rng.randint(2, 3), "relation": relation}
+    own = words.content_words(prompt)
+    if own and rng.random() < 0.5:  # a cap bites only on a word the answer is likely to repeat
+        return {"keyword": rng.choice(own), "frequency": rng.randint(2, 3), "relation": "less than"}
+    return {"keyword": _keyword(rng, prompt), "frequency": rng.randint(2, 3), "relation": "at least"}
 
 
 def _forbidden(rng: random.Random, prompt: str) -> dict[str, Any] | None:
