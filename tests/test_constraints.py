@@ -239,3 +239,17 @@ def test_lm_eval_checker_reads_the_punkt_tab_we_write(tmp_path):
     assert len(sentences) == 3  # "Dr." does not end a sentence; the decimal point neither
     three = [{"id": "length_constraints:number_sentences", "kwargs": {"num_sentences": 3, "relation": "at least"}}]
     assert check_constraints("Dr. Smith went home. He was tired. It is 3.5 km away!", three)[0]["ok"]
+
+
+@needs_lm_eval
+def test_grpo_rows_carry_the_constraint_list_the_reward_reads_back():
+    """A built split's constraints column becomes GRPO's answer as JSON, and the reward reads it."""
+    from trainers.data import to_prompt_answer
+
+    constraints = [{"id": "punctuation:no_comma", "kwargs": {"num_words": None}, "text": "No commas."}]
+    rows = to_prompt_answer(__import__("pathlib").Path("d.parquet"),
+                            [{"prompt": [{"role": "user", "content": "Why? No commas."}], "constraints": constraints}],
+                            "constraints")
+    assert json.loads(rows[0]["answer"]) == constraints
+    reward = as_reward_fn(get_verifier("constraints"))
+    assert reward(["Because it is light.", "Because, well, it is light."], answer=[rows[0]["answer"]] * 2) == [1.0, 0.0]

@@ -46,7 +46,7 @@ def test_reward_fn_reads_conversational_completions_and_answer_column():
     reward = as_reward_fn(get_verifier("numeric"))
     completions = [[{"role": "assistant", "content": "It is 4."}], "It is 5.", "no number"]
     assert reward(completions, answer=["4", "4", "4"], prompt=["p", "p", "p"]) == [1.0, 0.0, 0.0]
-    assert reward.__name__ == "numeric_reward"
+    assert reward.__name__ == "numeric_match_reward"  # TRL's metric names stay what they were
 
 
 def test_every_verifier_gives_a_verdict_with_none_for_unreadable():

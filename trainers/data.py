@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from factory.core.errors import FactoryError
+from factory.core.verifiers import answer_text
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 Row = dict[str, Any]
@@ -165,5 +166,6 @@ def to_prompt_answer(file: Path, rows: list[Row], answer_column: str) -> list[Ro
             prompt = messages[:first]
         if not prompt or row.get(answer_column) is None:
             raise FactoryError(f"{file}: row {i}: empty prompt or missing '{answer_column}'")
-        out.append({"prompt": prompt, "answer": str(row[answer_column])})
+        # JSON for a list or mapping (a constraint list): the verifier reads it back as data.
+        out.append({"prompt": prompt, "answer": answer_text(row[answer_column])})
     return out

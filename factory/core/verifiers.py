@@ -135,6 +135,7 @@ class ScoreVerifier:
     def __init__(self, name: str, score: Callable[[str, Any], float],
                  reader: Callable[[str], Any] | None = None) -> None:
         self.name, self.score, self.reader = name, score, reader
+        self.reward_name = score.__name__  # TRL's metric name: rewards/<numeric_match>_reward/...
 
     def __call__(self, text: str, reference: Any) -> Verdict:
         if not text.strip() or (self.reader is not None and self.reader(text) is None):
@@ -146,7 +147,7 @@ class ConstraintsVerifier:
     """Share of the record's constraints the completion meets; the reference is the constraint
     list (``[{id, kwargs}]`` or its JSON). Checks: lm-eval's IFEval classes or hand-written ones."""
 
-    name = "constraints"
+    name = reward_name = "constraints"
 
     def __call__(self, text: str, reference: Any) -> Verdict:
         if not text.strip():
@@ -160,6 +161,7 @@ class ConstraintsVerifier:
 class UserVerifier:
     def __init__(self, name: str, func: Callable[..., Any]) -> None:
         self.name, self.func = name, func
+        self.reward_name = getattr(func, "__name__", "verifier")
 
     def __call__(self, text: str, reference: Any) -> Verdict:
         value = self.func(text, answer_text(reference))
@@ -245,5 +247,5 @@ def as_reward_fn(verifier: Verifier, answer_column: str = "answer") -> Callable[
         answers = columns[answer_column]
         return [verifier(completion_text(c), a).score or 0.0 for c, a in zip(completions, answers)]
 
-    reward.__name__ = f"{getattr(verifier, 'name', 'verifier')}_reward"  # TRL logs it by name
+    reward.__name__ = f"{getattr(verifier, 'reward_name', 'verifier')}_reward"  # TRL logs it by name
     return reward
