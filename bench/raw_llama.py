@@ -161,7 +161,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=2, help="alternate runs; report the best of each")
     args = ap.parse_args()
-    from factory.llm.backends.llama_cpp import embedded_model_path
+    from factory.core.models import embedded_gguf as embedded_model_path
 
     prompts = bench_prompts(args.prompts)
     raw, ours = [], []

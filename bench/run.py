@@ -97,7 +97,7 @@ def bench_engine(work: Path, records: int) -> dict:
 def bench_llama(work: Path, prompts: int, max_tokens: int, parallel: int, rounds: int = 2) -> dict:
     """(a) build vs raw llama.cpp tokens/s on the same prompts, the build batch-invariant (default)
     and with ``flash_attn: true`` (what raw llama.cpp uses); (c) rebuild ÷ first build."""
-    from factory.llm.backends.llama_cpp import embedded_model_path
+    from factory.core.models import embedded_gguf as embedded_model_path
     from raw_llama import _in_thread, raw_batched_tokens_per_s
 
     rows = [json.loads(line) for line in SEEDS.read_text().splitlines()][:prompts]

@@ -1,4 +1,8 @@
-"""``factory build``: recipe -> checked graph -> engine on backends -> dataset folder."""
+"""Layer 8, ``factory build``: plan -> engine on backends -> QC chain -> dataset folder, and
+``run.json`` (this run's calls and time, kept out of the reproducible files).
+
+Every model call of a build (steps and QC judges) goes through one LLM session
+(``factory.llm.session``): one cache, one ``--budget-usd``, one set of counts."""
 
 from __future__ import annotations
 
@@ -13,11 +17,13 @@ from factory.core.errors import BudgetExceeded
 from factory.core.record import Record, Reject
 from factory.engine.executor import BoundStep, Engine, ProgressHook
 from factory.engine.plan import BuildOptions, Plan
-from factory.engine.wiring import bind_steps, open_backends, open_cache
+from factory.engine.sampling_check import check_sampling
+from factory.engine.wiring import bind_steps, open_backends, open_session
 from factory.llm.backends import Backend
 from factory.llm.dispatch import CallStats
 from factory.llm.pricing import Budget
-from factory.output.card import render_card
+from factory.llm.session import LLMSession
+from factory.output.card import render_card, review_card
 from factory.recipe.seeds import load_seeds
 
 
@@ -30,77 +36,123 @@ class BuildResult:
     outcomes: list[Record | Reject] = field(repr=False, default_factory=list)
 
 
+@dataclass
+class Stages:
+    """What ran after the engine: its outcomes, and the QC and review results if any."""
+
+    outcomes: list[Record | Reject]
+    qc: tuple[list[Record | Reject], dict[str, Any], Any] | None = None
+    review: Any = None
+    not_sent: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
 async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHook | None = None,
                     backends: dict[str, Backend] | None = None) -> BuildResult:
     """Run the graph over every seed record and write the dataset. ``backends`` lets tests inject."""
-    from factory.output.writer import write_dataset
-
     started = time.perf_counter()
-    cache = open_cache(options)
-    try:
+    async with open_session(options) as llm:  # closes the cache and what it opened
         async with AsyncExitStack() as stack:
-            budget = Budget(options.budget_usd) if options.budget_usd is not None else None
+            not_sent: dict[str, dict[str, str]] = {}
             if options.executor == "ray":
                 from factory.engine.ray_executor import open_ray_engine
 
-                engine, backends = await open_ray_engine(plan, options, stack, cache, on_step_done)
+                engine, backends = await open_ray_engine(plan, options, llm, stack, on_step_done)
                 bound = engine.steps
             else:
-                backends = backends if backends is not None else open_backends(plan, stack)
-                bound = bind_steps(plan, backends, cache, budget)
+                for key, backend in (backends or {}).items():  # injected: the caller closes them
+                    llm.adopt(plan.recipe.backend_block(key), backend)
+                backends = open_backends(plan, llm)
+                not_sent = check_sampling(plan, backends)  # before any call: a refused recipe costs nothing
+                bound = bind_steps(plan, backends, llm)
                 concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
                 engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
                                 on_step_done=on_step_done, seed=plan.seed)
             outcomes = await engine.run(plan.records)
-            calls = _calls(plan, bound)
-        if budget is not None and budget.exhausted:
-            raise BudgetExceeded(
-                f"budget reached: ${budget.spent:.4f} spent of --budget-usd {budget.cap:g}; "
-                f"{budget.refused} call(s) not made. Finished calls are cached: rerun with a "
-                "higher --budget-usd to resume")
-        qc = await _run_qc(plan, options, outcomes) if plan.recipe.qc else None
-        if qc is not None:
-            outcomes = qc[0]  # QC drops become rejects, so the totals below include them
-        totals = engine.totals(outcomes, len(plan.records))
-        stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": totals,
-                 "steps": {name: s.as_dict() for name, s in engine.stats.items()},
-                 "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
-        if qc is not None:
-            stats["qc"] = qc[1]
-        kept = [o for o in outcomes if isinstance(o, Record)]
-        rejects = [o for o in outcomes if isinstance(o, Reject)]
-        models = {k: b.model_id for k, b in backends.items()}
-        sections = [bound[s.name].runner.card_section(engine.stats[s.name].figures) for s in plan.graph.order]
-        card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models,
-                           [s for s in sections if s])
-        output = plan.output
-        if qc is not None:
-            from filters.build_qc import failed_gate_dir, qc_card
-
-            card += qc_card(stats["qc"])
-            if stats["qc"]["gate_failed"]:  # keep everything made, beside (not over) the good dataset
-                output = failed_gate_dir(plan.output)
-        splits = write_dataset(output, plan.recipe.outputs.splits, kept, rejects, stats, card)
-        if output != plan.output:
-            from filters.base import QCGateFailed
-
-            raise QCGateFailed(f"{stats['qc']['gate_failed']}; build stopped, what was generated is in "
-                               f"{output} (LLM calls are cached)")
-        stats["splits"] = splits
-        elapsed = time.perf_counter() - started
-        # Run-specific facts stay out of stats.json so that the dataset files are reproducible.
-        step_calls = {name: _step_calls(b) for name, b in bound.items()}
-        (plan.output / "run.json").write_text(json.dumps(
-            {"calls": calls, "step_calls": step_calls, "elapsed_s": round(elapsed, 3)}, indent=2) + "\n")
-        return BuildResult(plan.output, stats, calls, elapsed, outcomes)
-    finally:
-        if cache is not None:
-            cache.close()
+        # Free the generation models before QC loads its own, but for those a QC judge calls.
+        await llm.close_backends(keep=_qc_judge_blocks(plan))
+        _check_budget(llm.budget)
+        entered = [o for o in outcomes if isinstance(o, Record)]
+        stages = Stages(outcomes, not_sent=not_sent)
+        if plan.recipe.qc:
+            stages.qc = await _run_qc(plan, options, outcomes, llm)
+            _check_budget(llm.budget)  # a QC judge refused by the budget stops the build the same way
+            stages.outcomes = stages.qc[0]  # QC drops become rejects, so the totals include them
+        stages.review = _run_review(plan, entered, stages.outcomes, stages.qc)
+        if stages.review is not None:
+            stages.outcomes = stages.review.outcomes  # rows people dropped become rejects too
+        return _write(plan, engine, stages, llm, bound, backends, started)
 
 
-async def _run_qc(plan: Plan, options: BuildOptions,
-                  outcomes: list[Record | Reject]) -> tuple[list[Record | Reject], dict[str, Any]]:
-    """The recipe's QC chain on the kept records, in a thread (its scorers run their own loops)."""
+def _qc_judge_blocks(plan: Plan) -> list[Any]:
+    if not plan.recipe.qc:
+        return []
+    from filters.build_qc import judge_blocks
+
+    return judge_blocks(plan.recipe.qc)
+
+
+def _check_budget(budget: Budget | None) -> None:
+    if budget is not None and budget.exhausted:
+        raise BudgetExceeded(
+            f"budget reached: ${budget.spent:.4f} spent of --budget-usd {budget.cap:g}; "
+            f"{budget.refused} call(s) not made. Finished calls are cached: rerun with a "
+            "higher --budget-usd to resume")
+
+
+def _write(plan: Plan, engine: Engine, stages: Stages, llm: LLMSession, bound: dict[str, BoundStep],
+           backends: dict[str, Backend], started: float) -> BuildResult:
+    """Stats, card, splits, and ``run.json`` (every model call of the build, by user)."""
+    from factory.output.writer import write_dataset
+
+    calls = llm.calls()
+    outcomes, qc, review = stages.outcomes, stages.qc, stages.review
+    totals = engine.totals(outcomes, len(plan.records))
+    stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": totals,
+             "steps": {name: s.as_dict() for name, s in engine.stats.items()},
+             "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
+    if stages.not_sent:
+        stats["sampling_not_sent"] = stages.not_sent
+    if qc is not None:
+        stats["qc"] = qc[1]
+    if review is not None:
+        stats["review"] = review.stats
+    kept = [o for o in outcomes if isinstance(o, Record)]
+    rejects = [o for o in outcomes if isinstance(o, Reject)]
+    models = {k: b.model_id for k, b in backends.items()}
+    sections = [bound[s.name].runner.card_section(engine.stats[s.name].figures) for s in plan.graph.order]
+    card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models, [s for s in sections if s])
+    output = plan.output
+    if qc is not None:
+        from filters.build_qc import failed_gate_dir, qc_card
+
+        card += qc_card(stats["qc"])
+        if stats["qc"]["gate_failed"]:  # keep everything made, beside (not over) the good dataset
+            output = failed_gate_dir(plan.output)
+    if review is not None:
+        card += review_card(review.stats)
+    splits = write_dataset(output, plan.recipe.outputs.splits, kept, rejects, stats, card,
+                           review.files if review is not None else None)
+    if review is not None and review.stop is not None:
+        raise review.stop  # the dataset and the review queue are written: people review, then rebuild
+    if output != plan.output:
+        from filters.base import QCGateFailed
+
+        raise QCGateFailed(f"{stats['qc']['gate_failed']}; build stopped, what was generated is in "
+                           f"{output} (LLM calls are cached)")
+    stats["splits"] = splits
+    elapsed = time.perf_counter() - started
+    # Run-specific facts stay out of stats.json so that the dataset files are reproducible.
+    step_calls = {name: _step_calls(b) for name, b in bound.items()}
+    (plan.output / "run.json").write_text(json.dumps(
+        {"calls": calls, "step_calls": step_calls, "total_calls": llm.stats().as_dict(),
+         "elapsed_s": round(elapsed, 3)}, indent=2) + "\n")
+    return BuildResult(plan.output, stats, calls, elapsed, outcomes)
+
+
+async def _run_qc(plan: Plan, options: BuildOptions, outcomes: list[Record | Reject],
+                  llm: LLMSession) -> tuple[list[Record | Reject], dict[str, Any], Any]:
+    """The recipe's QC chain on the kept records, in a thread; its model calls (judges) go through
+    the build's session, on this loop."""
     import asyncio
 
     from filters.build_qc import merge_outcomes, run_recipe_qc
@@ -110,20 +162,18 @@ async def _run_qc(plan: Plan, options: BuildOptions,
     encode = None
     if options.executor == "ray":  # embedding batches as Ray tasks; the FAISS search stays here
         from factory.engine.ray_executor import encode_remote as encode
-    result = await asyncio.to_thread(run_recipe_qc, plan.recipe.qc, kept, seeds, encode)
-    return merge_outcomes(outcomes, result), result.summary(len(kept))
+    result = await asyncio.to_thread(run_recipe_qc, plan.recipe.qc, kept, seeds, encode, llm)
+    return merge_outcomes(outcomes, result), result.summary(len(kept)), result
 
 
-def _calls(plan: Plan, bound: dict[str, BoundStep]) -> dict[str, dict[str, Any]]:
-    """Call counts per backend block (the sum of its steps), with the backend's own counters."""
-    totals: dict[str, CallStats] = {}
-    backends: dict[str, Backend] = {}
-    for step in plan.recipe.steps:
-        for key in step.backends_used():
-            dispatcher = bound[step.name].dispatcher_for(None if key == step.backend else key)
-            totals.setdefault(key, CallStats()).add(dispatcher.stats)
-            backends[key] = dispatcher.backend
-    return {k: {**backends[k].counters(), **t.as_dict()} for k, t in totals.items()}
+def _run_review(plan: Plan, entered: list[Record], outcomes: list[Record | Reject],
+                qc: tuple[Any, dict[str, Any], Any] | None) -> Any:
+    """The recipe's review gate (filters/build_review.py); None without one or after a failed QC gate."""
+    if plan.recipe.review is None or (qc is not None and qc[1]["gate_failed"]):
+        return None
+    from filters.build_review import run_review_stage
+
+    return run_review_stage(plan.recipe, plan.output, entered, outcomes, qc[2] if qc else None, plan.seed)
 
 
 def _step_calls(bound: BoundStep) -> dict[str, Any]:

@@ -2,59 +2,51 @@
 
 The audit writes one self-contained HTML page (plotly.js inlined once, no CDN): counts and
 reasons, length histograms, perplexity and reward histograms with their cut lines, the drift
-scatter with AUC/MMD, the largest duplicate groups, pair-QC figures, and a random 5% sample
-(at least 20 rows) with keep/drop buttons and an export of the reviewer's verdicts.
+scatter with AUC/MMD, the largest duplicate groups, pair-QC figures, a random 5% sample (at least
+20 rows) with keep/drop buttons and an export, and, once people have reviewed rows with
+``factory review`` (``reviews.jsonl``), how far they agree with the chain and with each other.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import random
 from pathlib import Path
 from typing import Any
 
+from filters.agreement import agreement
 from filters.base import QCContext, QCResult
 from filters.chain import build_chain
 from filters.config import load_chain_file
 from filters.dataset_io import LoadedDataset, default_chain_path, load_dataset_records
+from filters.review_sample import qc_labels
+from filters.review_store import latest, read_verdicts, review_paths
 
 
 def run_dataset_chain(dataset: LoadedDataset, chain_path: Path | None, seeds_path: Path | None,
                       report_only: bool) -> tuple[QCResult, Path]:
     from factory.core.rows import read_rows
+    from factory.llm.session import run_blocking
 
     chain_path = chain_path or default_chain_path(dataset.format)
     blocks = load_chain_file(chain_path)
     seeds = read_rows(seeds_path) if seeds_path else []
-    context = QCContext(seeds=seeds, report_only=report_only)
-    return build_chain(blocks).run(dataset.records, context), chain_path
-
-
-def write_qc_outputs(dataset: LoadedDataset, result: QCResult, out_dir: Path) -> dict[str, Any]:
-    """``kept.jsonl`` (rows as read), ``rejects.jsonl`` (filter, reason, score), ``qc_stats.json``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    position = {id(r): i for i, r in enumerate(dataset.records)}
-    with (out_dir / "kept.jsonl").open("w", encoding="utf-8") as fh:
-        for record in result.kept:
-            fh.write(json.dumps(dataset.rows[position[id(record)]], ensure_ascii=False, default=str) + "\n")
-    with (out_dir / "rejects.jsonl").open("w", encoding="utf-8") as fh:
-        for rej in result.rejects:
-            row = rej.as_row()
-            row["row"] = position[id(rej.record)] + 1
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    summary = result.summary(len(dataset.records))
-    (out_dir / "qc_stats.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    return summary
+    chain = build_chain(blocks)
+    # A judge scorer calls its model through the session (the default request cache).
+    result = run_blocking(lambda llm: chain.run(dataset.records, QCContext(seeds, report_only, llm)))
+    return result, chain_path
 
 
 def audit(dataset_path: Path, output: Path | None = None, chain_path: Path | None = None,
           seeds_path: Path | None = None, fmt: str | None = None, prompt_column: str | None = None,
           response_column: str | None = None, sample_fraction: float = 0.05,
-          seed: int = 0) -> tuple[Path, dict[str, Any]]:
-    dataset = load_dataset_records(dataset_path, fmt, prompt_column, response_column)
+          seed: int = 0, split: str | None = None) -> tuple[Path, dict[str, Any]]:
+    dataset = load_dataset_records(dataset_path, fmt, prompt_column, response_column, split)
     result, chain_path = run_dataset_chain(dataset, chain_path, seeds_path, report_only=True)
     summary = result.summary(len(dataset.records))
+    people = latest(read_verdicts(review_paths(dataset_path)[1]))
+    if people:
+        summary["agreement"] = agreement(qc_labels(dataset.records, result), people)
     output = output or (dataset_path / "audit.html" if dataset_path.is_dir()
                         else dataset_path.with_name(dataset_path.stem + ".audit.html"))
     page = render_report(dataset, result, summary, chain_path, sample_fraction, seed)
@@ -66,13 +58,17 @@ def audit(dataset_path: Path, output: Path | None = None, chain_path: Path | Non
 # ---------------------------------------------------------------------------------------- report
 
 
+def _text_columns(dataset: LoadedDataset) -> list[str]:
+    return ["prompt", "chosen", "rejected"] if dataset.format == "preference" else ["prompt", "response"]
+
+
 def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, str]]:
     """(section title, plotly figure or None, note) in page order."""
     import plotly.graph_objects as go
 
     out: list[tuple[str, Any, str]] = []
     recs = dataset.records
-    length_cols = ["prompt", "chosen", "rejected"] if dataset.format == "dpo" else ["prompt", "response"]
+    length_cols = _text_columns(dataset)
     fig = go.Figure()
     for col in length_cols:
         fig.add_histogram(x=[len(str(r.fields.get(col) or "")) for r in recs], name=col, opacity=0.6)
@@ -144,7 +140,7 @@ def _sample(dataset: LoadedDataset, result: QCResult, fraction: float, seed: int
     flags: dict[int, list[str]] = {}
     for rej in result.rejects:
         flags.setdefault(id(rej.record), []).append(f"{rej.step.removeprefix('qc.')}: {rej.reason}")
-    cols = ["prompt", "chosen", "rejected"] if dataset.format == "dpo" else ["prompt", "response"]
+    cols = _text_columns(dataset)
     head = "".join(f"<th>{c}</th>" for c in cols)
     body = []
     for i in picked:
@@ -157,7 +153,9 @@ def _sample(dataset: LoadedDataset, result: QCResult, fraction: float, seed: int
                     "<td><label><input type='radio' name='v" + str(i) + "' value='keep'>keep</label> "
                     "<label><input type='radio' name='v" + str(i) + "' value='drop'>drop</label><br>"
                     "<input type='text' class='note' placeholder='note'></td></tr>")
-    return (f"<p>{n} of {len(recs)} rows, drawn at random (seed {seed}).</p>"
+    return (f"<p>{n} of {len(recs)} rows, drawn at random (seed {seed}). To review rows with the keyboard, "
+            "with verdicts saved as you go and read back by builds and by this page, run "
+            f"<code>factory review {html.escape(str(dataset.path))}</code>.</p>"
             "<button id='export'>Export verdicts (JSON)</button>"
             f"<table id='sample'><tr><th>row</th>{head}<th>chain flags</th><th>verdict</th></tr>"
             + "".join(body) + "</table>")
@@ -186,6 +184,22 @@ margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text
 .cell{max-height:8em;overflow:auto;white-space:pre-wrap}.group{margin:.5em 0}.note{width:10em}"""
 
 
+def _agreement_table(summary: dict[str, Any]) -> str:
+    table = summary.get("agreement")
+    if not table:
+        return ("<p>No reviews yet: <code>factory review DATASET</code> writes people's verdicts to "
+                "<code>reviews.jsonl</code>, and this section compares them with the chain.</p>")
+    rows = "".join(
+        f"<tr><td>{html.escape(r['reviewer'])}</td><td>{html.escape(r['rater'])}</td><td>{r['rows']}</td>"
+        f"<td>{'n/a' if r['agreement'] is None else format(r['agreement'], '.0%')}</td>"
+        f"<td>{'n/a' if r['kappa'] is None else format(r['kappa'], '.2f')}</td></tr>"
+        for r in table["machine"] + table["reviewers"])
+    return ("<p>People's verdicts (<code>reviews.jsonl</code>; keep and edit count as keep) against the "
+            "chain's would-keep/would-drop on the same rows, and against each other. Kappa is n/a when "
+            "both sides gave every row the same label.</p><table><tr><th>reviewer</th><th>compared with</th>"
+            "<th>rows</th><th>agreement</th><th>Cohen's kappa</th></tr>" + rows + "</table>")
+
+
 def render_report(dataset: LoadedDataset, result: QCResult, summary: dict[str, Any], chain_path: Path,
                   sample_fraction: float = 0.05, seed: int = 0) -> str:
     sections = []
@@ -200,9 +214,9 @@ def render_report(dataset: LoadedDataset, result: QCResult, summary: dict[str, A
         sections.append(f"<h2>{html.escape(title)}</h2><p>{html.escape(note)}</p>{body}")
     would = sum(1 for _ in {id(r.record) for r in result.rejects})
     return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>factory audit: {html.escape(str(dataset.path))}</title>
+<html><head><meta charset="utf-8"><title>factory audit: {html.escape(dataset.split.source)}</title>
 <style>{STYLE}</style></head><body>
-<h1>Audit of {html.escape(str(dataset.path))}</h1>
+<h1>Audit of {html.escape(dataset.split.source)}</h1>
 <p>Format <b>{dataset.format}</b>, {len(dataset.records)} records;
 chain <code>{html.escape(str(chain_path))}</code>
 run in report-only mode (every filter sees every record; nothing is removed).
@@ -210,6 +224,7 @@ run in report-only mode (every filter sees every record; nothing is removed).
 <h2>Counts and reasons</h2>{_counts_table(summary)}
 {''.join(sections)}
 <h2>Largest duplicate groups</h2>{_dup_groups(result)}
+<h2>Agreement with people</h2>{_agreement_table(summary)}
 <h2>Sample for manual review</h2>{_sample(dataset, result, sample_fraction, seed)}
 <script>{EXPORT_JS}</script>
 </body></html>

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from factory.core.errors import FactoryError
 from factory.core.record import Record, Reject
+
+if TYPE_CHECKING:
+    from factory.llm.session import LLMSession
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,9 @@ class QCContext:
 
     seeds: list[dict[str, Any]] = field(default_factory=list)
     report_only: bool = False  # audit: every filter sees every record and nothing is removed
+    # The run's LLM session: a filter that calls a model (a judge scorer) asks it for a dispatcher,
+    # so its calls use the run's cache and budget and count in run.json. None: no model calls.
+    llm: LLMSession | None = None
 
 
 @dataclass

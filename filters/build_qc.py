@@ -7,14 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from factory.core.record import Record, Reject
+from factory.llm.session import LLMSession
+from factory.llm.spec import BackendBlock
 from filters.base import QCContext, QCResult
 from filters.chain import build_chain
 
 
 def run_recipe_qc(blocks: list[Any], kept: list[Record], seeds: list[dict[str, Any]],
-                  encode: Callable[[str, list[str]], Any] | None = None) -> QCResult:
+                  encode: Callable[[str, list[str]], Any] | None = None,
+                  llm: LLMSession | None = None) -> QCResult:
     """Run the chain on the engine's kept records; the seeds feed dedup-against-seeds and drift.
-    ``encode(model, texts)`` replaces the in-process embedding model (the Ray executor's tasks)."""
+    ``encode(model, texts)`` replaces the in-process embedding model (the Ray executor's tasks);
+    ``llm``: the build's session, through which judge scorers call their models."""
     chain = build_chain(blocks)
     if encode is not None:
         from filters.embed import Embedder
@@ -22,7 +26,22 @@ def run_recipe_qc(blocks: list[Any], kept: list[Record], seeds: list[dict[str, A
         for f in chain.filters:
             if hasattr(f, "embedder") and f.embedder is None:  # dedup, drift
                 f.embedder = Embedder(f.block.model, encode=encode)
-    return chain.run(kept, QCContext(seeds=seeds))
+    return chain.run(kept, QCContext(seeds=seeds, llm=llm))
+
+
+def judge_blocks(blocks: list[Any]) -> list[BackendBlock]:
+    """The backend blocks the chain's judge scorers will call: a build keeps those backends open
+    after its steps (a judge on a step's block reuses the loaded model)."""
+    from filters.config import PairsBlock, RewardBlock
+    from filters.reward import JudgeRewardScorer, make_scorer
+
+    out = []
+    for block in blocks:
+        if isinstance(block, RewardBlock) or (isinstance(block, PairsBlock) and block.scorer is not None):
+            scorer = make_scorer(block.scorer)
+            if isinstance(scorer, JudgeRewardScorer):
+                out.append(scorer.block)
+    return out
 
 
 def merge_outcomes(outcomes: list[Record | Reject], result: QCResult) -> list[Record | Reject]:

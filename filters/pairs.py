@@ -14,6 +14,7 @@ from factory.core.record import Record
 from factory.core.text import texts_or_failures
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict
 from filters.config import PairsBlock
+from filters.reward import make_scorer, unscored_reason
 
 
 def _norm(text: str) -> str:
@@ -33,15 +34,13 @@ class PairsFilter(Filter):
         self.block = block
         self.scorer = scorer
         if scorer is None and block.scorer is not None:
-            from filters.reward import make_scorer
-
             self.scorer = make_scorer(block.scorer)
 
     def filter_batch(self, records: list[Record], context: QCContext) -> list[Verdict]:
         b = self.block
         chosen, cd = texts_or_failures(records, b.chosen)
         rejected, rd = texts_or_failures(records, b.rejected)
-        margins = self._margins(records, chosen, rejected)
+        margins = self._margins(records, chosen, rejected, context)
         out: list[Verdict] = []
         longer = counted = 0
         for i, record in enumerate(records):
@@ -61,7 +60,7 @@ class PairsFilter(Filter):
                 continue
             margin, why = margins[i]
             if margin is None and why:
-                out.append(Failed(why, "margin_unscored"))
+                out.append(Failed(why, unscored_reason(why, "margin_unscored")))
             elif margin is not None and margin <= b.margin:
                 out.append(Drop("low_margin", round(margin, 4),
                                 f"chosen - rejected = {margin:.3g} <= {b.margin}"))
@@ -73,15 +72,16 @@ class PairsFilter(Filter):
                      "margin": b.margin, "similarity": b.similarity}
         return out
 
-    def _margins(self, records: list[Record], chosen: list[str | None],
-                 rejected: list[str | None]) -> list[tuple[float | None, str]]:
+    def _margins(self, records: list[Record], chosen: list[str | None], rejected: list[str | None],
+                 context: QCContext) -> list[tuple[float | None, str]]:
         b = self.block
         if self.scorer is not None:
             prompts, _ = texts_or_failures(records, b.prompt_column)
             ok = [i for i in range(len(records)) if None not in (prompts[i], chosen[i], rejected[i])]
             ps = [prompts[i] or "" for i in ok]
-            sc = self.scorer.score(ps, [chosen[i] or "" for i in ok])
-            sr = self.scorer.score(ps, [rejected[i] or "" for i in ok])
+            user = f"qc.{self.label}"  # a judge scorer's calls count under this name in run.json
+            sc = self.scorer.score(ps, [chosen[i] or "" for i in ok], context.llm, user)
+            sr = self.scorer.score(ps, [rejected[i] or "" for i in ok], context.llm, user)
             out: list[tuple[float | None, str]] = [(None, "no prompt")] * len(records)
             for i, (c, cw), (r, rw) in zip(ok, sc, sr):
                 out[i] = (c - r, "") if c is not None and r is not None else (None, cw or rw)

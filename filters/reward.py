@@ -1,16 +1,18 @@
 """Reward scorers and the bottom-percentile cut.
 
-Scorers (``score(prompts, answers) -> [(score | None, detail)]``):
-- ``judge``: the rubric judge (factory.rubric) through any backend, calls cached like a build's.
-  The default when no scorer is configured, on the embedded SmolLM2 — labeled as such in stats.
+Scorers (``score(prompts, answers, llm, user) -> [(score | None, detail)]``):
+- ``judge``: the rubric judge (factory.llm.rubric) through any backend, asked through the run's LLM
+  session (``QCContext.llm``): the build's cache, ``--budget-usd`` and ``run.json`` counts (as
+  ``user``, e.g. ``qc.reward``). The default when no scorer is configured, on the embedded
+  SmolLM2 — labeled as such in stats.
 - ``hf``: any sequence-classification reward model folder (e.g. Skywork-Reward), logit 0.
 - ``trained``: the output of ``factory train reward`` (base model + LoRA + score head).
+``hf`` and ``trained`` score through ``factory.llm.reward_model``, as rejection sampling does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,9 @@ from typing import Any
 from factory.core.errors import FactoryError
 from factory.core.record import Record, Rejected
 from factory.core.text import texts_or_failures
+from factory.llm.dispatch import BUDGET_ERROR
+from factory.llm.reward_model import RewardModel, trained_run
+from factory.llm.session import LLMSession
 from factory.llm.spec import BackendBlock
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict, percentile_cut
 from filters.config import HFScorer, JudgeScorer, RewardBlock, TrainedScorer
@@ -36,6 +41,11 @@ def make_scorer(spec: JudgeScorer | HFScorer | TrainedScorer | None) -> Any:
     return ClassifierRewardScorer(Path(spec.path), spec.batch_size, spec.max_tokens, trained=True)
 
 
+def unscored_reason(why: str, default: str) -> str:
+    """A record whose judge call the budget refused fails as ``budget_exhausted``."""
+    return BUDGET_ERROR if BUDGET_ERROR in why else default
+
+
 class JudgeRewardScorer:
     def __init__(self, spec: JudgeScorer, default: bool = False) -> None:
         self.spec = spec
@@ -43,29 +53,26 @@ class JudgeRewardScorer:
         self.label = DEFAULT_LABEL if default else (
             f"judge rubric score (0-5) from backend {self.block.name}, model {self.block.model or 'default'}")
 
-    def score(self, prompts: list[str], answers: list[str]) -> list[Scored]:
-        return asyncio.run(self._score(prompts, answers))
+    def score(self, prompts: list[str], answers: list[str], llm: LLMSession | None = None,
+              user: str = "qc.reward") -> list[Scored]:
+        if llm is None:
+            raise FactoryError("the judge reward scorer calls a model: run it with an LLM session "
+                               "(QCContext.llm), which owns the cache and the budget")
+        return llm.run_sync(self._score(prompts, answers, llm, user))
 
-    async def _score(self, prompts: list[str], answers: list[str]) -> list[Scored]:
-        from factory.core.paths import default_cache_path
-        from factory.llm.backends import backend_class
-        from factory.llm.backends.base import BackendSettings
-        from factory.llm.cache import RequestCache
-        from factory.llm.dispatch import Dispatcher
+    async def _score(self, prompts: list[str], answers: list[str], llm: LLMSession,
+                     user: str) -> list[Scored]:
         from factory.llm.request import SamplingParams
         from factory.llm.rubric import parse_rubric, rubric_request
 
         b = self.block
-        backend = backend_class(b.name)(BackendSettings(b.model, b.concurrency, dict(b.options)))
-        cache = RequestCache(default_cache_path())
         try:
-            params = b.params.over(SamplingParams(temperature=0.0, max_tokens=self.spec.max_tokens))
-            dispatcher = Dispatcher(backend, cache, b.concurrency)
-            requests = [rubric_request(p, a, params, self.spec.criteria) for p, a in zip(prompts, answers)]
-            completions = await asyncio.gather(*(dispatcher.complete(r) for r in requests))
-        finally:
-            await backend.close()
-            cache.close()
+            dispatcher = llm.dispatcher_for(b, user)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise FactoryError(f"{user}: scorer.backend: {exc}") from None
+        params = b.params.over(SamplingParams(temperature=0.0, max_tokens=self.spec.max_tokens))
+        requests = [rubric_request(p, a, params, self.spec.criteria) for p, a in zip(prompts, answers)]
+        completions = await asyncio.gather(*(dispatcher.complete(r) for r in requests))
         out: list[Scored] = []
         for c in completions:
             if c.error is not None:
@@ -78,66 +85,21 @@ class JudgeRewardScorer:
 
 
 class ClassifierRewardScorer:
-    """A one-logit sequence classifier; ``trained``: a ``factory train reward`` run folder."""
+    """A one-logit sequence classifier (``factory.llm.reward_model``); ``trained``: the path must
+    be a ``factory train reward`` run folder."""
 
     def __init__(self, path: Path, batch_size: int = 8, max_tokens: int = 1024,
                  trained: bool = False) -> None:
-        self.path, self.batch_size, self.max_tokens, self.trained = path, batch_size, max_tokens, trained
+        self.path, self.trained = path, trained
+        self.model = RewardModel(path, batch_size, max_tokens)
         self.label = f"{'trained reward model' if trained else 'reward model'} {path}"
-        self._model: Any = None
 
-    def _load(self) -> tuple[Any, Any]:
-        if self._model is None:
-            self._model = self._load_trained() if self.trained else self._load_hf()
-        return self._model
-
-    def _load_hf(self) -> tuple[Any, Any]:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        if not (self.path / "config.json").exists():
-            raise FactoryError(f"reward model {self.path}: no config.json (nothing is downloaded)")
-        tok = AutoTokenizer.from_pretrained(self.path)
-        model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
-        return model, tok
-
-    def _load_trained(self) -> tuple[Any, Any]:
-        from peft import PeftModel
-
-        from factory.core.models import load_model, load_tokenizer, resolve_model
-
-        run = self.path.parent if self.path.name == "adapter" else self.path
-        config = run / "train_config.json"
-        if not config.exists() or not (run / "adapter").is_dir():
+    def score(self, prompts: list[str], answers: list[str], llm: LLMSession | None = None,
+              user: str = "qc.reward") -> list[Scored]:
+        if self.trained and trained_run(self.path) is None:
             raise FactoryError(f"reward model {self.path}: not a 'factory train reward' output "
                                "(needs train_config.json and adapter/)")
-        base = resolve_model(json.loads(config.read_text())["model"])
-        model = PeftModel.from_pretrained(load_model(base, reward_head=True), str(run / "adapter")).eval()
-        tok = load_tokenizer(base)
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tok.pad_token_id
-        return model, tok
-
-    def _text(self, tok: Any, prompt: str, answer: str) -> str:
-        if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template([{"role": "user", "content": prompt},
-                                            {"role": "assistant", "content": answer}], tokenize=False)
-        return f"{prompt}\n{answer}"
-
-    def score(self, prompts: list[str], answers: list[str]) -> list[Scored]:
-        import torch
-
-        model, tok = self._load()
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        texts = [self._text(tok, p, a) for p, a in zip(prompts, answers)]
-        out: list[Scored] = []
-        for start in range(0, len(texts), self.batch_size):
-            enc = tok(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                      truncation=True, max_length=self.max_tokens, add_special_tokens=False)
-            with torch.inference_mode():
-                logits = model(**enc).logits.float()
-            out += [(float(v), "") for v in logits[:, 0]]
-        return out
+        return [(v, "") for v in self.model.score(prompts, answers)]
 
 
 class RewardFilter(Filter):
@@ -154,7 +116,8 @@ class RewardFilter(Filter):
         prompts, pdetails = texts_or_failures(records, b.prompt_column)
         ok = [i for i in range(len(records)) if answers[i] is not None and prompts[i] is not None]
         scored = dict(zip(ok, self.scorer.score([prompts[i] or "" for i in ok],
-                                                [answers[i] or "" for i in ok])))
+                                                [answers[i] or "" for i in ok], context.llm,
+                                                f"qc.{self.label}")))
         values = [s for s, _ in scored.values() if s is not None and math.isfinite(s)]
         if b.min is not None:
             cut, reason = b.min, f"reward_below_{b.min:g}"
@@ -170,7 +133,7 @@ class RewardFilter(Filter):
                 continue
             value, why = scored[i]
             if value is None:
-                out.append(Failed(why, "reward_unscored"))
+                out.append(Failed(why, unscored_reason(why, "reward_unscored")))
                 continue
             record.fields["qc_reward"] = value  # lets a later dedup keep the best of a group
             # Strictly below the cut: with ties at the cut (a 0-5 judge) nobody at the cut is dropped.

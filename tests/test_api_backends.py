@@ -67,7 +67,8 @@ def test_faults_every_record_accounted_retries_counted_errors_never_cached(tmp_p
     with FakeServer(Faults.uniform(0.20, 0.05, stall=3.0, seed=1), api_key=KEY) as server:
         path = recipe(tmp_path, server, backend, max_attempts=2)  # 2 tries: some calls must fail
         first = run_cli("build", str(path), "--output", str(tmp_path / "out"), env=env(tmp_path))
-        assert first.returncode == 0, first.stderr
+        assert first.returncode == 5, first.stderr  # written, but records failed: a rerun retries them
+        assert "record(s) failed (answer: backend_error" in first.stderr
         out = tmp_path / "out"
         stats = json.loads((out / "stats.json").read_text())["totals"]
         rejects = read_jsonl(out / "rejects.jsonl")
@@ -246,3 +247,77 @@ def test_dry_run_shows_dollars_per_step(tmp_path):
     answer = next(line for line in run.stdout.splitlines() if line.startswith("│ answer"))
     usd = float(answer.split("│")[-2])
     assert usd >= N_SEEDS * 20 * 5 / 1e6  # at least the worst-case output of every call
+
+
+QC_JUDGE_RECIPE = """name: api_qc
+seeds: {{path: {seeds}}}
+backend: {{name: fake}}
+steps:
+  - {{name: answer, kind: generate, reads: [prompt], writes: answer, prompt: "{{prompt}}"}}
+qc:
+  - filter: reward
+    column: answer
+    scorer:
+      kind: judge
+      backend: {{name: anthropic, model: claude-haiku-4-5, options: {options}}}
+outputs:
+  splits:
+    sft: {{format: sft, completion: answer}}
+"""
+
+
+def test_budget_caps_a_qc_judge_and_rerun_resumes_from_the_cache(tmp_path):
+    # Free steps (fake backend), a paid QC judge: each judge call reserves ~$0.1 (its prompt at
+    # $1000/Mtok plus 300 tokens of room at $100/Mtok), so $0.5 allows a few of the 48.
+    price = {"input": 1000.0, "output": 100.0}
+    options = {"base_url": None, "timeout": 1.0, "backoff_s": 0.02, "price": price}
+    with FakeServer(Faults(seed=6), api_key=KEY) as server:
+        path = tmp_path / "recipe.yaml"
+        path.write_text(QC_JUDGE_RECIPE.format(seeds=SEEDS, options=json.dumps(
+            {**options, "base_url": server.base_url})))
+        stopped = run_cli("build", str(path), "--output", str(tmp_path / "out"), "--budget-usd", "0.5",
+                          env=env(tmp_path))
+        assert stopped.returncode == 4, stopped.stdout + stopped.stderr
+        message = [line for line in stopped.stderr.splitlines() if line.strip()]
+        assert len(message) == 1 and "budget reached" in message[0], stopped.stderr
+        made = server.counts["ok"]
+        assert server.counts["requests"] == made  # a refused call never reaches the server
+        assert 0 < made < N_SEEDS and f"{N_SEEDS - made} call(s) not made" in message[0], message[0]
+        spent = float(message[0].split("$")[1].split()[0])
+        assert 0 < spent <= 0.5
+        assert not (tmp_path / "out").exists()
+
+        resumed = run_cli("build", str(path), "--output", str(tmp_path / "out"), "--budget-usd", "100",
+                          env=env(tmp_path))
+        # The fake server's replies are no rubric, so every record fails as unscored (exit 5, the
+        # dataset written): what matters here is which calls were made.
+        assert resumed.returncode == 5 and "48 record(s) failed (qc)" in resumed.stderr, resumed.stderr
+        judge = json.loads((tmp_path / "out" / "run.json").read_text())["calls"]["qc.reward"]
+        assert judge["cached"] == made and judge["made"] == N_SEEDS - made and judge["not_made_budget"] == 0
+        assert server.counts["ok"] == N_SEEDS and judge["cost_usd"] > 0
+
+
+def test_qc_judge_refused_by_the_budget_fails_records_as_budget_exhausted(tmp_path, monkeypatch):
+    from factory.core.record import Record
+    from factory.llm.session import run_blocking
+    from filters.base import Chain, QCContext
+    from filters.config import RewardBlock
+    from filters.reward import RewardFilter
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    with FakeServer(api_key=KEY) as server:
+        block = RewardBlock.model_validate({"filter": "reward", "scorer": {"kind": "judge", "backend": {
+            "name": "anthropic", "model": "claude-haiku-4-5",
+            "options": {"base_url": server.base_url, "price": {"input": 1000.0, "output": 100.0}}}}})
+        records = [Record(f"r{i}", {"prompt": f"Question {i}?", "response": "An answer."}, "t")
+                   for i in range(4)]
+
+        def qc(llm):
+            return Chain([RewardFilter(block)]).run(records, QCContext(llm=llm)), llm.budget, llm.calls()
+
+        result, budget, calls = run_blocking(qc, tmp_path / "c.sqlite", budget_usd=0.0)
+        assert server.counts["requests"] == 0
+    assert [(r.reason, r.failed) for r in result.rejects] == [("budget_exhausted", True)] * 4
+    assert budget.refused == 4 and calls["qc.reward"]["not_made_budget"] == 4
+    with sqlite3.connect(tmp_path / "c.sqlite") as db:  # a refused call is never cached
+        assert db.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 0

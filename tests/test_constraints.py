@@ -244,12 +244,12 @@ def test_lm_eval_checker_reads_the_punkt_tab_we_write(tmp_path):
 @needs_lm_eval
 def test_grpo_rows_carry_the_constraint_list_the_reward_reads_back():
     """A built split's constraints column becomes GRPO's answer as JSON, and the reward reads it."""
-    from trainers.data import to_prompt_answer
+    from factory.core.dataset_files import Split, detect, prompt_answer_rows
 
     constraints = [{"id": "punctuation:no_comma", "kwargs": {"num_words": None}, "text": "No commas."}]
-    rows = to_prompt_answer(__import__("pathlib").Path("d.parquet"),
-                            [{"prompt": [{"role": "user", "content": "Why? No commas."}], "constraints": constraints}],
-                            "constraints")
+    row = {"prompt": [{"role": "user", "content": "Why? No commas."}], "constraints": constraints}
+    layout = detect(row, answer_column="constraints")
+    rows = prompt_answer_rows(Split("train", "d.parquet", [row], list(row)), layout)
     assert json.loads(rows[0]["answer"]) == constraints
     reward = as_reward_fn(get_verifier("constraints"))
     assert reward(["Because it is light.", "Because, well, it is light."], answer=[rows[0]["answer"]] * 2) == [1.0, 0.0]

@@ -45,26 +45,34 @@ def test_shipped_recipe_builds_and_rebuilds_for_free(tmp_path):
     assert MODEL in (out / "README.md").read_text()
     from datasets import load_dataset
 
-    dpo = load_dataset("parquet", data_files=str(out / "dpo.parquet"), split="train")
-    assert {"prompt", "chosen", "rejected", "constraints", "lineage"} <= set(dpo.column_names)
-    assert len(dpo) == totals["kept"]  # every kept record is a pair (require_pair), 0 rows included
-    sft = load_dataset("parquet", data_files=str(out / "sft.parquet"), split="train")
-    assert len(sft) == totals["kept"]
+    # How many pairs the 135M model makes differs across machines: assert what holds everywhere.
+    for name, counts in stats["splits"].items():
+        file = out / f"{name}.parquet"
+        if counts["rows"] == 0:
+            assert not file.exists() and counts["not_written"].startswith("0 rows")
+            continue
+        split = load_dataset("parquet", data_files=str(file), split="train")
+        assert len(split) == counts["rows"] == totals["kept"]  # every kept record is a pair
+        assert {"lineage", "constraints"} <= set(split.column_names)
 
     again = run_cli("build", str(RECIPE), "--limit", str(limit), "--output",
                     str(tmp_path / "again"), env=env, cwd=ROOT, timeout=300)
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "again" / "run.json").read_text())["calls"]["default"]["made"] == 0
-    for name in ("dpo.jsonl", "sft.jsonl", "rejects.jsonl", "stats.json"):
-        assert (out / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+    for name in ("dpo.jsonl", "sft.jsonl", "rejects.jsonl", "stats.json", "README.md"):
+        first_file, again_file = out / name, tmp_path / "again" / name
+        assert first_file.exists() == again_file.exists()
+        if first_file.exists():
+            assert first_file.read_bytes() == again_file.read_bytes()
 
 
 def real_pairs(out: Path) -> list[dict]:
     """One pair of real model answers per record, whatever the verifier said: a kept record's
     chosen/rejected, else two of the samples its reject keeps (every record reaches the sampler:
     the constrain step is code, the same on every machine)."""
+    kept = read_jsonl(out / "dpo.jsonl") if (out / "dpo.jsonl").exists() else []  # 0 rows: no file
     rows = [{"prompt": r["prompt"][-1]["content"], "chosen": r["chosen"][0]["content"],
-             "rejected": r["rejected"][0]["content"]} for r in read_jsonl(out / "dpo.jsonl")]
+             "rejected": r["rejected"][0]["content"]} for r in kept]
     for r in read_jsonl(out / "rejects.jsonl"):
         fields, raw = r["fields"], r["raw"] or {}
         if "chosen" in fields and "rejected" in fields:  # dropped by a QC filter
@@ -103,7 +111,7 @@ def test_sigkill_mid_build_then_resume_matches_uninterrupted(tmp_path):
     import sys
     import time
 
-    from test_resume import FILES, cached_calls
+    from test_resume import cached_calls, same_dataset
 
     limit = 4
     ref_env = {"FACTORY_CACHE_DIR": str(tmp_path / "ref_cache"), "PATH": "/usr/bin:/bin"}
@@ -131,5 +139,4 @@ def test_sigkill_mid_build_then_resume_matches_uninterrupted(tmp_path):
     assert again.returncode == 0, again.stderr
     calls = json.loads((tmp_path / "out" / "run.json").read_text())["calls"]["default"]
     assert (calls["cached"], calls["made"]) == (done, total - done)
-    for name in FILES:
-        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+    same_dataset(tmp_path / "out", tmp_path / "ref")

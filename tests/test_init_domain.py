@@ -133,3 +133,30 @@ def test_init_bad_examples_file_names_the_line(tmp_path, cache_env):
                      "beginners.", "--seeds", str(bad), "--backend", "fake", env=cache_env)
     assert result.returncode == 1
     assert f"{bad}:2: each example needs a non-empty 'instruction'" in result.stdout + result.stderr
+
+
+def test_init_drafts_are_cached_and_no_cache_is_honoured(tmp_path, cache_env):
+    import re
+    import sqlite3
+
+    cache = tmp_path / "init.sqlite"
+    args = ["--describe", "Home vegetable gardening advice for beginners with small yards.", "--backend",
+            "fake", "--options", fake_options(), "--count", "12"]
+
+    def init(folder: str, *extra: str) -> tuple[int, int, int]:
+        result = run_cli("init", str(tmp_path / folder), *args, *extra, env=cache_env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        asked, made, cached = re.search(r"drafted in (\d+) requests \((\d+) made, (\d+) from cache",
+                                        result.stdout).groups()
+        return int(asked), int(made), int(cached)
+
+    def rows() -> int:
+        with sqlite3.connect(cache) as db:
+            return db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    asked, made, cached = init("a", "--cache", str(cache))
+    assert asked == made == rows() > 0 and cached == 0
+    assert init("b", "--cache", str(cache)) == (asked, 0, asked)  # the rerun calls no model
+    assert (tmp_path / "a" / "seeds.jsonl").read_bytes() == (tmp_path / "b" / "seeds.jsonl").read_bytes()
+    assert init("c", "--no-cache") == (asked, asked, 0)
+    assert rows() == asked and not (tmp_path / "cache" / "requests.sqlite").exists()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
+import pytest
+
 from factory.core.record import Rejected
-from factory.llm.pairwise import judge_schema, read_verdict
+from factory.llm.pairwise import read_verdict
 from factory.llm.request import Completion, SamplingParams
 from factory.steps.judge import JudgePairwiseStep, PairwiseJudge
 
@@ -58,8 +61,20 @@ def test_requests_are_both_orders_with_schema():
     f_text, s_text = forward.messages[-1][1], swapped.messages[-1][1]
     assert f_text.index("[Answer A]\n4") < f_text.index("[Answer B]\n5")
     assert s_text.index("[Answer A]\n5") < s_text.index("[Answer B]\n4")
-    assert json.loads(forward.json_schema) == judge_schema(CRITERIA)
-    assert list(json.loads(forward.json_schema)["properties"]) == ["reasoning", "A", "B", "verdict"]
+    schema = json.loads(forward.json_schema)
+    assert swapped.json_schema == forward.json_schema
+    # Reasoning first: a constrained decoder writes the keys in this order.
+    assert list(schema["properties"]) == ["reasoning", "A", "B", "verdict"]
+    good = {"reasoning": "B is wrong.", "A": dict.fromkeys(CRITERIA, 5), "B": dict.fromkeys(CRITERIA, 1),
+            "verdict": "A"}
+    jsonschema.validate(good, schema)
+    assert read_verdict(json.dumps(good), CRITERIA) == ("A", {"A": 5.0, "B": 1.0})  # parser reads it
+    bad = [{**good, "verdict": "C"}, {**good, "A": {**good["A"], "clarity": 7}},
+           {k: v for k, v in good.items() if k != "reasoning"}, {**good, "extra": 1},
+           {**good, "B": {"correctness": 1}}]
+    for reply in bad:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(reply, schema)
 
 
 def test_prose_verdicts():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from conftest import fake_recipe_text, read_jsonl, run_cli
+from test_resume import same_dataset
 
 RUBRIC_RULE = """
       - match: "Rate the answer"
@@ -53,6 +54,10 @@ def test_build_runs_the_chain_and_accounts_for_every_record(write_recipe, tmp_pa
     assert {r["reason"] for r in qc_rows if r["step"] == "qc.reward"} == {"reward_below_p25"}
     card = (out / "README.md").read_text()
     assert "## Quality control" in card and "reward_below_p25" in card
+    # A rebuild from the cache writes the same bytes: no run-specific figure (timings) in the files.
+    again = run_cli("build", str(recipe), "--output", str(tmp_path / "again"), env=cache_env)
+    assert again.returncode == 0, again.stderr
+    same_dataset(out, tmp_path / "again")
 
 
 def test_failed_drift_gate_stops_the_build_and_keeps_what_was_made(write_recipe, tmp_path, cache_env):
@@ -97,8 +102,82 @@ def test_qc_command_writes_kept_and_rejects(tmp_path):
     chain.write_text("filters:\n  - {filter: pairs}\n")
     result = run_cli("qc", str(data), "--chain", str(chain), "--output", str(tmp_path / "qc"))
     assert result.returncode == 0, result.stderr
-    kept = read_jsonl(tmp_path / "qc" / "kept.jsonl")
+    kept = read_jsonl(tmp_path / "qc" / "pairs.jsonl")  # the input's split name, rows as read
     rejects = read_jsonl(tmp_path / "qc" / "rejects.jsonl")
     assert len(kept) == 6 and kept[0] == rows[0]
     assert [(r["step"], r["reason"], r["row"]) for r in rejects] == [("qc.pairs", "identical_pair", 7)]
     assert "7 in = 6 kept + 1 dropped + 0 failed" in result.stdout
+
+
+JUDGE_QC = """qc:
+  - {filter: pairs, margin_column: judgement, margin: 0.0}
+  - filter: reward
+    column: chosen
+    percentile: 25
+    scorer:
+      kind: judge
+      backend:
+        name: fake
+        options:
+          rules:""" + RUBRIC_RULE.replace("\n      ", "\n            ") + "\n"
+
+
+def _run_calls(out) -> dict:
+    return json.loads((out / "run.json").read_text())["calls"]
+
+
+def test_qc_judge_calls_go_through_the_build_cache_and_count_in_run_json(write_recipe, tmp_path, cache_env):
+    recipe = write_recipe(qc_recipe(JUDGE_QC))
+    out, cache = tmp_path / "out", tmp_path / "build.sqlite"  # not the default cache: a judge with
+    first = run_cli("build", str(recipe), "--output", str(out), "--cache", str(cache), env=cache_env)
+    assert first.returncode == 0, first.stderr  # a cache of its own would not use this file
+    judged = json.loads((out / "stats.json").read_text())["qc"]["filters"]["reward"]["in"]
+    calls = _run_calls(out)
+    assert judged > 0 and calls["qc.reward"]["made"] == judged and calls["qc.reward"]["cached"] == 0
+    assert "calls [qc.reward]: " + f"{judged} made, 0 from cache" in first.stdout
+    total = json.loads((out / "run.json").read_text())["total_calls"]
+    assert total["made"] == calls["default"]["made"] + judged
+    assert not (tmp_path / "cache" / "requests.sqlite").exists()  # the default cache is never opened
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "run.json"}
+
+    again = run_cli("build", str(recipe), "--output", str(out), "--cache", str(cache), env=cache_env)
+    assert again.returncode == 0, again.stderr
+    calls = _run_calls(out)
+    assert calls["qc.reward"]["made"] == 0 and calls["qc.reward"]["cached"] == judged
+    assert calls["default"]["made"] == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "run.json"} == files
+
+    fresh = run_cli("build", str(recipe), "--output", str(out), "--no-cache", env=cache_env)
+    assert fresh.returncode == 0, fresh.stderr
+    calls = _run_calls(out)
+    assert calls["qc.reward"]["made"] == judged and calls["qc.reward"]["cached"] == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "run.json"} == files
+    assert not (tmp_path / "cache" / "requests.sqlite").exists()
+
+
+def test_a_qc_judge_on_a_step_backend_block_reuses_its_backend(write_recipe, tmp_path):
+    import asyncio
+
+    import yaml
+
+    from factory.build import run_build
+    from factory.engine.plan import BuildOptions, plan_build
+    from factory.llm.backends.base import BackendSettings
+    from factory.llm.backends.fake import FakeBackend
+
+    recipe = yaml.safe_load(fake_recipe_text())
+    recipe["backend"]["options"]["rules"].append(
+        {"match": "Rate the answer", "reply": '{{"reasoning": "ok", "correctness": 4, "helpfulness": 3, '
+                                              '"clarity": 4}}'})
+    recipe["qc"] = [{"filter": "reward", "column": "chosen", "scorer": {"kind": "judge",
+                                                                         "backend": recipe["backend"]}}]
+    path = write_recipe(yaml.safe_dump(recipe))
+    options = BuildOptions(output=tmp_path / "out", cache_path=tmp_path / "c.sqlite", limit=6)
+    plan = plan_build(path, options)
+    block = plan.recipe.backend
+    fake = FakeBackend(BackendSettings(block.model, block.concurrency, dict(block.options)))
+    result = asyncio.run(run_build(plan, options, backends={"default": fake}))
+    judged = result.stats["qc"]["filters"]["reward"]["in"]
+    assert judged > 0 and result.calls["qc.reward"]["made"] == judged
+    assert fake.calls == result.calls["default"]["made"] + judged  # one backend served both
+    assert result.stats["qc"]["filters"]["reward"]["failed"] == {}

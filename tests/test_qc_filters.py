@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from factory.core.errors import FactoryError
 from factory.core.record import Record
+from factory.llm.session import run_blocking
 from filters.base import Chain, Drop, Failed, Filter, Keep, QCContext
 from filters.config import DedupBlock, JudgeScorer, PairsBlock, PerplexityBlock, RewardBlock
 from filters.pairs import PairsFilter
@@ -29,7 +31,7 @@ class FixedScorer:
 
 
 class FixedReward(FixedScorer):
-    def score(self, prompts, answers):
+    def score(self, prompts, answers, llm=None, user="qc.reward"):
         return [(self.table[a], "") if a in self.table else (None, "judge_unparseable: no score") for a in answers]
 
 
@@ -57,14 +59,17 @@ def test_reward_bottom_percentile_and_unscored():
     assert records[5].fields["qc_reward"] == 5.0
 
 
-def test_judge_scorer_through_fake_backend_is_labeled(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACTORY_CACHE_DIR", str(tmp_path))
+def test_judge_scorer_through_fake_backend_is_labeled(tmp_path):
     backend = {"name": "fake", "options": {"rules": [
         {"match": "good answer", "reply": '{{"reasoning": "fine", "correctness": 5, "helpfulness": 4, "clarity": 5}}'},
         {"match": "bad answer", "reply": '{{"reasoning": "no", "correctness": 1, "helpfulness": 0, "clarity": 2}}'}],
         "default": "no idea"}}
     scorer = JudgeRewardScorer(JudgeScorer(kind="judge", backend=backend))
-    scores = scorer.score(["q", "q", "q"], ["a good answer", "a bad answer", "unjudgeable"])
+    with pytest.raises(FactoryError, match="LLM session"):  # never a private cache or backend
+        scorer.score(["q"], ["a good answer"])
+    scores = run_blocking(lambda llm: scorer.score(["q", "q", "q"], ["a good answer", "a bad answer",
+                                                                     "unjudgeable"], llm),
+                          cache_path=tmp_path / "c.sqlite")
     assert scores[0] == (pytest.approx(14 / 3, abs=1e-3), "") and scores[1][0] == 1.0
     assert scores[2][0] is None and scores[2][1].startswith("judge_unparseable")
     assert "backend fake" in scorer.label

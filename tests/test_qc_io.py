@@ -22,7 +22,7 @@ def test_detects_dpo_chat_messages(tmp_path):
              "chosen": [{"role": "assistant", "content": "Good."}],
              "rejected": [{"role": "assistant", "content": "Bad."}]}]
     data = load_dataset_records(write_jsonl(tmp_path / "d.jsonl", rows))
-    assert data.format == "dpo"
+    assert data.format == "preference"
     f = data.records[0].fields
     assert (data.records[0].id, f["prompt"], f["chosen"], f["rejected"], f["response"]) == ("a", "Q?", "Good.", "Bad.", "Good.")
 
@@ -30,12 +30,12 @@ def test_detects_dpo_chat_messages(tmp_path):
 def test_detects_sft_and_columns_and_csv(tmp_path):
     sft = [{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}]
     data = load_dataset_records(write_jsonl(tmp_path / "s.jsonl", sft))
-    assert data.format == "sft" and data.records[0].fields["prompt"] == "Hi?"
+    assert data.format == "conversation" and data.records[0].fields["prompt"] == "Hi?"
     assert data.records[0].fields["response"] == "Hello."
     csv = tmp_path / "c.csv"
     csv.write_text("instruction,output\nAdd 2 and 2.,4\n")
     data = load_dataset_records(csv)
-    assert data.format == "columns" and data.records[0].fields["response"] == "4"
+    assert data.format == "prompt_completion" and data.records[0].fields["response"] == "4"
     assert data.records[0].id == "row1"
 
 
@@ -50,7 +50,7 @@ def test_factory_build_folder_reads_the_dpo_split(tmp_path):
                                           "rejected": [{"role": "assistant", "content": "B"}]}]),
                    folder / "dpo.parquet")
     data = load_dataset_records(folder)
-    assert data.format == "dpo" and data.records[0].fields["chosen"] == "A"
+    assert data.format == "preference" and data.records[0].fields["chosen"] == "A"
 
 
 def test_unknown_columns_and_bad_rows_are_one_line_errors(tmp_path):
@@ -83,7 +83,12 @@ def test_hf_sequence_classifier_reward_scorer(tmp_path):
     config.num_labels = 1
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm")
     tok.save_pretrained(tmp_path / "rm")
-    scorer = make_scorer(HFScorer(kind="hf", model=str(tmp_path / "rm")))
-    scores = scorer.score(["Q?", "Q?", "Another question?"], ["A short answer.", "A short answer.", "x"])
-    assert all(why == "" and isinstance(s, float) for s, why in scores)
-    assert scores[0][0] == pytest.approx(scores[1][0], abs=1e-5)  # padding in a batch changes nothing
+    spec = HFScorer(kind="hf", model=str(tmp_path / "rm"), batch_size=3)
+    prompts = ["Q?", "Another, much longer question about the weather tomorrow?", "x?"]
+    answers = ["A short answer.", "A considerably longer answer, so the others in its batch are padded.",
+               "x"]
+    batched = make_scorer(spec).score(prompts, answers)
+    assert all(why == "" and isinstance(s, float) for s, why in batched)
+    alone = [make_scorer(spec).score([p], [a])[0] for p, a in zip(prompts, answers)]  # no padding
+    assert [s for s, _ in batched] == pytest.approx([s for s, _ in alone], abs=1e-5)
+    assert len({round(s, 4) for s, _ in batched}) == 3  # different texts, different scores

@@ -28,11 +28,25 @@ def test_batching_and_padding_do_not_change_a_score(tiny):
 
 
 def test_prompt_is_context_not_scored(tiny):
+    """The score is exactly exp(mean NLL of the answer's tokens given the prompt), computed here by
+    hand from the model's logits: the prompt's tokens condition it and are not counted."""
+    import torch
+
+    from filters.perplexity import load_scorer
+
+    model, tok = load_scorer(tiny)
+    prompt, text = "A long question that is not scored at all?", "a clear answer"
+    ctx = [tok.bos_token_id] + tok(prompt + "\n", add_special_tokens=False)["input_ids"]
+    body = tok(text, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ctx + body])).logits[0].float(), dim=-1)
+    nll = -sum(float(logp[len(ctx) - 1 + j, token]) for j, token in enumerate(body))
+
     scorer = PerplexityScorer(tiny)
-    plain = scorer.score(["a clear answer"])[0]
-    conditioned = scorer.score(["a clear answer"], ["A long question that is not scored at all?"])[0]
-    assert plain != conditioned  # the prompt changes the context...
-    assert math.isfinite(conditioned)
+    assert scorer.score([text], [prompt])[0] == pytest.approx(math.exp(nll / len(body)), rel=1e-5)
+    assert scorer._nll([text], [prompt])[0][1] == len(body)  # answer tokens only
+    assert scorer.score([text], [prompt], per="char")[0] == pytest.approx(math.exp(nll / len(text)),
+                                                                           rel=1e-5)
 
 
 def test_empty_text_fails_not_drops(tiny):

@@ -16,6 +16,15 @@ FILES = ("dpo.jsonl", "sft.jsonl", "dpo.parquet", "sft.parquet", "rejects.jsonl"
          "README.md")
 
 
+def same_dataset(a: Path, b: Path) -> None:
+    """The same files (a 0-row split has none) with the same bytes; run.json is this run's own."""
+    names = sorted(p.name for p in a.iterdir() if p.name != "run.json")
+    assert names == sorted(p.name for p in b.iterdir() if p.name != "run.json")
+    assert set(FILES) & set(names) >= {"rejects.jsonl", "stats.json", "README.md"}
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
 def cached_calls(db: Path) -> int:
     if not db.exists():
         return 0
@@ -54,8 +63,7 @@ def test_sigkill_then_resume_is_identical(write_recipe, tmp_path):
     calls = json.loads((out / "run.json").read_text())["calls"]["default"]
     assert calls["cached"] == done_before
     assert calls["made"] == total_calls - done_before
-    for name in FILES:
-        assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+    same_dataset(out, tmp_path / "ref")
     ids = [r["id"] for r in read_jsonl(out / "dpo.jsonl")] + \
           [r["id"] for r in read_jsonl(out / "rejects.jsonl")]
     assert len(ids) == len(set(ids)) == 48

@@ -21,7 +21,12 @@ def test_missing_criterion_is_a_reject_not_a_guess():
 
 
 def test_out_of_range_and_truncated_are_rejects():
-    assert parse_rubric("correctness: 4\nhelpfulness: 3\nclarity: 9").reason == "judge_unparseable"
+    # Values the readers do parse, so it is the range check that rejects them (a 9 in prose would
+    # never match the score pattern and fail as "no score" instead).
+    for reply in ('{"reasoning": "r", "correctness": 4, "helpfulness": 3, "clarity": 9}',
+                  "correctness: 4\nhelpfulness: 3\nclarity: 5.5"):
+        out = parse_rubric(reply)
+        assert out.reason == "judge_unparseable" and "score outside 0-5" in out.detail, out
     cut = parse_rubric(Completion('{"reasoning": "long', finish_reason="length"))
     assert cut.reason == "judge_truncated"
 

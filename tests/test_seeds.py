@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from conftest import fake_recipe_text
+from factory.core.record import seed_record_id
 from factory.engine.plan import BuildOptions, plan_build
 
 ROWS = [{"prompt": "What is 2 + 2?", "category": "math"},
@@ -54,10 +58,23 @@ def test_inline_rows_and_limit(write_recipe):
     assert len(plan_build(write_recipe(text), BuildOptions(limit=1)).records) == 1
 
 
+def _ids_in_a_fresh_process(recipe, hash_seed: str) -> list[str]:
+    code = ("import sys; from factory.engine.plan import BuildOptions, plan_build; "
+            "print(' '.join(r.id for r in plan_build(sys.argv[1], BuildOptions()).records))")
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    done = subprocess.run([sys.executable, "-c", code, str(recipe)], capture_output=True, text=True,
+                          env=env, check=True)
+    return done.stdout.split()
+
+
 def test_ids_are_stable_across_runs(tmp_path, write_recipe):
+    """Two processes with different hash seeds (set and dict order, str hashes) give the same ids,
+    and the ids are the documented function of (recipe, index, row), key order aside."""
     recipe = write_recipe(fake_recipe_text(seeds=seed_file(tmp_path, "jsonl")))
-    first = [r.id for r in plan_build(recipe, BuildOptions()).records]
-    assert first == [r.id for r in plan_build(recipe, BuildOptions()).records]
+    first = _ids_in_a_fresh_process(recipe, "1")
+    assert first == _ids_in_a_fresh_process(recipe, "2") and len(set(first)) == len(ROWS)
+    assert seed_record_id("pairs", 0, {"prompt": "Name a fruit.", "category": "food"}) == "336756378f62e509"
+    assert seed_record_id("pairs", 1, {"category": "food", "prompt": "Name a fruit."}) == "f243c63ad7cbb1e2"
 
 
 def test_unsupported_file_kind(tmp_path, write_recipe):

@@ -5,6 +5,7 @@ local Llama for training (2 real TRL steps per stage), eval and round 2's sampli
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -62,8 +63,6 @@ def loop(tmp_path_factory):
     recipe = folder / "teach.yaml"
     recipe.write_text(RECIPE.format(rules=rules.replace("\\", "\\\\"), model=tiny, runs=folder / "runs"))
     env = {"FACTORY_CACHE_DIR": str(folder / "cache")}
-    import os
-
     result = run_cli("build", str(recipe), "--output", str(folder / "out"), env={**os.environ, **env},
                      timeout=900)
     return folder, tiny, train, test, result
@@ -119,16 +118,25 @@ def test_eval_command_on_the_recipe_held_out_set(loop):
     assert result.returncode == 0
     adapters = [folder / "runs" / "round_1" / s / "adapter" for s in ("sft", "dpo")]
     out = folder / "cli_eval.json"
-    cli = run_cli("eval", str(tiny), "--adapter", str(adapters[0]), "--adapter", str(adapters[1]),
-                  "--task", str(folder / "teach.yaml"), "--max-tokens", "8", "--threads", "1",
-                  "--output", str(out))
+    args = ["eval", str(tiny), "--adapter", str(adapters[0]), "--adapter", str(adapters[1]),
+            "--task", str(folder / "teach.yaml"), "--max-tokens", "8", "--threads", "1", "--output", str(out)]
+    env = {**os.environ, "FACTORY_CACHE_DIR": str(folder / "cache")}  # the build's cache
+    cli = run_cli(*args, "--no-cache", env=env)
     assert cli.returncode == 0, cli.stderr[-2000:]
     ev = json.loads(out.read_text())
     built = json.loads((folder / "out" / "eval" / "round_1_sft_dpo.json").read_text())
     # same model, adapters, problems and greedy decoding: the same answers as inside the build
     assert [r["output"] for r in ev["rows"]] == [r["output"] for r in built["rows"]]
+    assert ev["calls"]["made"] == len(test) and ev["calls"]["cached"] == 0  # --no-cache: all decoded
     assert ev["model"] == built["model"] and "+lora:" in ev["model"]
     assert "not copyable" in cli.stdout and str(out) in cli.stdout
+    # The build's evals went through the request cache: the same eval now decodes nothing.
+    cached = run_cli(*args, env=env)
+    assert cached.returncode == 0, cached.stderr[-2000:]
+    ev = json.loads(out.read_text())
+    assert ev["calls"]["made"] == 0 and ev["calls"]["cached"] == len(test)
+    assert [r["output"] for r in ev["rows"]] == [r["output"] for r in built["rows"]]
+    assert f"calls: 0 made, {len(test)} from cache" in cached.stdout
 
 
 def test_eval_command_judge_win_rate_counts_add_up(loop):
@@ -139,11 +147,13 @@ def test_eval_command_judge_win_rate_counts_add_up(loop):
     adapter = folder / "runs" / "round_1" / "sft" / "adapter"
     cli = run_cli("eval", str(tiny), "--adapter", str(adapter), "--judge-prompts", str(prompts),
                   "--judge-backend", "fake", "--judge-option", "default=no verdict here",
-                  "--max-tokens", "6", "--threads", "1")
+                  "--max-tokens", "6", "--threads", "1",
+                  env={**os.environ, "FACTORY_CACHE_DIR": str(folder / "cache")})
     assert cli.returncode == 0, cli.stderr[-2000:]
     saved = json.loads((adapter / f"winrate_{tiny.name}+adapter.json").read_text())
     assert saved["n"] == 3 == saved["win"] + saved["tie"] + saved["loss"]
     assert saved["ties_from_unparseable"] == 3 and saved["judge"] == "fake-1"
+    assert saved["calls"]["failed"] == 0 and saved["calls"]["made"] > 0
     assert "pairwise_win_rate" in (adapter / "README.md").read_text()
     bad = run_cli("eval", str(tiny), "--judge-prompts", str(prompts), "--judge-option", "nokey")
     assert bad.returncode != 0 and "expected key=value" in bad.stderr and "Traceback" not in bad.stderr

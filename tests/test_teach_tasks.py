@@ -14,6 +14,7 @@ from factory.core.errors import FactoryError
 from factory.core.verifiers import number_list_match
 from factory.llm.backends.base import BackendSettings
 from factory.llm.backends.fake import FakeBackend
+from factory.llm.dispatch import Dispatcher
 from factory.llm.request import SamplingParams
 from factory.recipe.tasks import FAMILIES, generate_split, task_split
 from factory.teach.evaluate import accuracy, save_result, wilson, win_rate
@@ -79,8 +80,9 @@ def test_wilson_interval_matches_known_values():
     assert low == pytest.approx(0.3346, abs=1e-4) and high == pytest.approx(0.4691, abs=1e-4)
 
 
-def fake(rules: list[dict], default: str = "no idea", model: str = "fake-1") -> FakeBackend:
-    return FakeBackend(BackendSettings(model, 8, {"rules": rules, "default": default}))
+def fake(rules: list[dict], default: str = "no idea", model: str = "fake-1") -> Dispatcher:
+    """A fake backend behind a dispatcher with no cache (evals call models through dispatchers)."""
+    return Dispatcher(FakeBackend(BackendSettings(model, 8, {"rules": rules, "default": default})), None, 8)
 
 
 def test_accuracy_counts_add_up_by_copyable_part(tmp_path):
@@ -96,6 +98,7 @@ def test_accuracy_counts_add_up_by_copyable_part(tmp_path):
     assert c["correct"] == c["n"] == sum(p.copyable for p in test)  # copying solves exactly these
     assert nc["correct"] == sum(1 for i, p in enumerate(test) if i % 3 == 0 and not p.copyable)
     assert result["ci95"] == wilson(expected, 60)
+    assert result["calls"]["made"] == 60 and result["calls"]["cached"] == 0
     card = tmp_path / "adapter"
     card.mkdir()
     save_result(result, tmp_path / "eval.json", card)

@@ -111,7 +111,7 @@ def test_cli_train_sft_one_command(setup, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "done: train loss" in result.stdout and (tmp_path / "run" / "adapter").is_dir()
     wrong = run_cli("train", "dpo", str(folder / "ds" / "sft.jsonl"), "--model", str(tiny))
-    assert wrong.returncode == 1 and "dpo needs columns prompt, chosen, rejected" in wrong.stderr
+    assert wrong.returncode == 1 and "sft.jsonl: dpo needs columns chosen and rejected" in wrong.stderr
 
 
 def test_a_built_dataset_trains_as_written(setup, write_recipe, tmp_path):
@@ -138,11 +138,12 @@ def test_sft_rows_get_completion_only_loss_in_trl(setup):
     from trl import SFTConfig, SFTTrainer
 
     from datasets import Dataset
+    from factory.core.dataset_files import Split, detect, prompt_completion_rows
     from factory.core.models import load_model, load_tokenizer, resolve_model
-    from trainers.data import to_prompt_completion
 
     folder, tiny = setup
-    rows = to_prompt_completion(folder / "x.jsonl", SFT_ROWS[:2])
+    split = Split("sft", "x.jsonl", SFT_ROWS[:2], list(SFT_ROWS[0]))
+    rows = prompt_completion_rows(split, detect(split.columns))
     assert [m["role"] for m in rows[0]["prompt"]] == ["system", "user"]
     ref = resolve_model(str(tiny))
     trainer = SFTTrainer(model=load_model(ref), processing_class=load_tokenizer(ref),

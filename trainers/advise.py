@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from factory.core.dataset_files import choose_split, describe, read_splits
 from factory.core.errors import FactoryError
 from factory.core.models import has_tokenizer, load_tokenizer, meta_model, resolve_model
-from trainers import data
 from trainers.capacity import Verdict, count_lora, count_tokens
 from trainers.doctrine import Choice, recommend_epochs, recommend_eval_steps, recommend_lr, recommend_rank
 from trainers.facts import model_facts
+from trainers.method import Method
+from trainers.methods import METHODS
 
 BATCH = 4  # the presets' batch_size; eval frequency is counted in optimizer steps
 
@@ -33,50 +35,46 @@ class Advice:
         return out + [f"run: {self.command}"]
 
 
-def pick_split(dataset: Path) -> tuple[str, Path, list[dict], str]:
-    """Pairs beat conversations: a dataset that has both can do DPO (and SFT on the chosen side)."""
-    files = [dataset] if dataset.is_file() else \
-        [dataset / f"{n}.{e}" for n in ("dpo", "sft", "grpo") for e in ("parquet", "jsonl")]
-    seen = []
-    for file in (f for f in files if f.exists()):
-        rows = data.read_rows(file)
-        columns = data.columns_of(file, rows)
-        method = data.detect_method(columns)
-        if method is None and "answer" in columns and {"prompt", "messages"} & columns:
-            method = "grpo"  # prompts with checkable answers: RL on a verifiable reward
-        seen.append(f"{file.name}: {', '.join(sorted(columns)) or 'no columns'}, {len(rows)} rows")
-        if method and rows:
-            why = {"dpo": "preference pairs: prompt/chosen/rejected",
-                   "grpo": "prompts with an answer column: GRPO with --set verifier=numeric|exact|regex",
-                   "sft": "conversations: " + ("messages" if "messages" in columns else
-                                               "prompt/completion or instruction/response")}[method]
-            return method, file, rows, f"{file.name} has {why}, {len(rows):,} rows"
-    if not dataset.exists():
-        raise FactoryError(f"dataset {dataset}: no such file or folder")
-    found = "; ".join(seen) or "no sft/dpo split files"
+ADVISED = ("dpo", "sft", "grpo")  # pairs beat conversations beat prompts with answers
+
+
+def pick_method(dataset: Path) -> tuple[Method, list[dict], str]:
+    """The first of ``ADVISED`` that some split with rows can train (its rows shaped for it, and
+    why): a dataset with both pairs and conversations gets DPO (and can do SFT)."""
+    splits = read_splits(dataset)
+    usable = [s for s in splits if s.rows]
+    for method in (METHODS[name] for name in ADVISED if usable):
+        try:
+            split, layout, fmt = choose_split(usable, method.reads, "", prefer=method.prefer)
+        except FactoryError:
+            continue
+        why = describe(layout, fmt) + (f": {method.note}" if method.note else "")
+        return method, method.shape(split, layout), \
+            f"{Path(split.source).name} has {why}, {len(split.rows):,} rows"
+    found = "; ".join(f"{Path(s.source).name}: {', '.join(s.columns) or 'no columns'}, {len(s.rows)} rows"
+                      for s in splits)
     raise FactoryError(f"dataset {dataset}: nothing to train on ({found}); generate first: "
                        "`factory build RECIPE` with a dpo or sft split")
 
 
 def advise(dataset: Path, model: str) -> Advice:
-    method, file, rows, why = pick_split(dataset)
+    method, rows, why = pick_method(dataset)
     ref = resolve_model(model)
     meta = meta_model(ref)
     facts = model_facts(ref, meta)
     epochs = recommend_epochs(len(rows))
     steps = max(1, int(-(-len(rows) // BATCH) * epochs.value))
-    rank = recommend_rank(facts.params, method, facts.experts)
-    advice = Advice(dataset, method, why, len(rows), {
+    rank = recommend_rank(facts.params, method.name, facts.experts)
+    advice = Advice(dataset, method.name, why, len(rows), {
         "rank": rank, "learning_rate": recommend_lr(facts.name, facts.model_type, facts.hidden_size),
         "epochs": epochs, "eval_steps": recommend_eval_steps(steps)})
-    if method != "grpo" and has_tokenizer(ref):  # the table's rank may not hold the data: raise it
-        shaped = data.to_prompt_completion(file, rows) if method == "sft" else data.to_preference(rows)
+    if method.learns_from and has_tokenizer(ref):  # the table's rank may not hold the data: raise it
         verdict = Verdict(count_lora(meta, rank.value), count_tokens(
-            data.target_texts(shaped, method), load_tokenizer(ref)), method)
+            method.target_texts(rows), load_tokenizer(ref)), method.name)
         advice.capacity = verdict.message()
         if not verdict.fits:
             advice.choices["rank"] = Choice(verdict.min_rank, f"raised from {rank.value}: smallest "
                                             "rank whose capacity holds the data")
-    advice.command = (f"factory train {method} {dataset} --model {model} "
+    advice.command = (f"factory train {method.name} {dataset} --model {model} "
                       f"--set rank={advice.choices['rank'].value}")
     return advice

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from factory.core.models import ModelRef, load_tokenizer, meta_model
-from trainers import data
 from trainers.capacity import Capacity, Verdict, count_lora, count_tokens
 from trainers.facts import ModelFacts, model_facts
+from trainers.method import Method
 
 
 @dataclass
@@ -19,15 +19,14 @@ class CapacityReport:
     verdict: Verdict | None  # None when no dataset was given
 
 
-def dataset_tokens(path: Path, method: str, tokenizer: Any) -> int:
+def dataset_tokens(path: Path, method: Method, tokenizer: Any) -> int:
     """Target tokens (what the loss is computed on), counted with the model's own tokenizer."""
-    file, rows = data.load_split(path, "dpo" if method in ("dpo", "reward") else "sft")
-    shaped = data.to_prompt_completion(file, rows) if method == "sft" else data.to_preference(rows)
-    return count_tokens(data.target_texts(shaped, "sft" if method == "sft" else "dpo"), tokenizer)
+    _, rows = method.rows(path, method.config())
+    return count_tokens(method.target_texts(rows), tokenizer)
 
 
-def check_capacity(ref: ModelRef, rank: int, targets: list[str] | None = None,
-                   dataset: Path | None = None, method: str = "sft", model: Any = None,
+def check_capacity(ref: ModelRef, rank: int, method: Method, targets: list[str] | None = None,
+                   dataset: Path | None = None, model: Any = None,
                    tokenizer: Any = None) -> CapacityReport:
     """Count from ``model`` when given (a loaded model), else from the config on the meta device."""
     model = model if model is not None else meta_model(ref)
@@ -35,5 +34,5 @@ def check_capacity(ref: ModelRef, rank: int, targets: list[str] | None = None,
     verdict = None
     if dataset is not None:
         tokens = dataset_tokens(dataset, method, tokenizer or load_tokenizer(ref))
-        verdict = Verdict(capacity, tokens, method)
+        verdict = Verdict(capacity, tokens, method.name)
     return CapacityReport(model_facts(ref, model), capacity, verdict)

@@ -1,38 +1,12 @@
-"""method name -> (config class, train function), imported lazily: TRL loads only when training."""
+"""The four training methods by name: the one table ``factory train``, ``advise`` and ``capacity``
+read (each object is defined beside its train function)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from trainers.dpo import DPO
+from trainers.grpo import GRPO
+from trainers.method import Method
+from trainers.reward import REWARD
+from trainers.sft import SFT
 
-
-def _sft() -> tuple[type, Callable[..., Any]]:
-    from trainers.config import SFTLoraConfig
-    from trainers.sft import train_sft
-
-    return SFTLoraConfig, train_sft
-
-
-def _dpo() -> tuple[type, Callable[..., Any]]:
-    from trainers.config import DPOLoraConfig
-    from trainers.dpo import train_dpo
-
-    return DPOLoraConfig, train_dpo
-
-
-def _reward() -> tuple[type, Callable[..., Any]]:
-    from trainers.config import RewardLoraConfig
-    from trainers.reward import train_reward
-
-    return RewardLoraConfig, train_reward
-
-
-def _grpo() -> tuple[type, Callable[..., Any]]:
-    from trainers.config import GRPOLoraConfig
-    from trainers.grpo import train_grpo
-
-    return GRPOLoraConfig, train_grpo
-
-
-METHODS: dict[str, Callable[[], tuple[type, Callable[..., Any]]]] = {
-    "sft": _sft, "dpo": _dpo, "reward": _reward, "grpo": _grpo}
+METHODS: dict[str, Method] = {m.name: m for m in (SFT, DPO, REWARD, GRPO)}

@@ -1,9 +1,11 @@
-"""What SFT and DPO runs share: data + model + doctrine + capacity gate before, metrics and
-adapter after. ``sft.py`` and ``dpo.py`` read top to bottom and call these in order."""
+"""What every LoRA run shares: data + model + doctrine + capacity gate before, metrics and adapter
+after. ``sft.py``, ``dpo.py``, ``reward.py`` and ``grpo.py`` read top to bottom and call these in
+order, each with its own ``Method``."""
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -12,17 +14,18 @@ from typing import Any
 
 from factory.core.errors import FactoryError
 from factory.core.models import ModelRef, load_model, load_tokenizer, resolve_model
-from trainers import data
 from trainers.capacity import Verdict, count_lora, count_tokens
 from trainers.config import LoraRunConfig
 from trainers.doctrine import Choice, recommend_epochs, recommend_eval_steps, recommend_lr, recommend_rank
 from trainers.facts import model_facts
+from trainers.method import Method
 
 Log = Callable[[str], None]
 
 
 @dataclass
 class Prepared:
+    method: Method
     ref: ModelRef
     model: Any
     tokenizer: Any
@@ -46,7 +49,7 @@ class TrainResult:
         return [h[key] for h in self.history if key in h]
 
 
-def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log: Log) -> Prepared:
+def prepare(config: LoraRunConfig, dataset: Path, method: Method, force: bool, log: Log) -> Prepared:
     """Everything up to the trainer; refuses an undercapacity run unless ``force``."""
     import torch
 
@@ -55,27 +58,22 @@ def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    if method == "grpo":
-        answer_column = getattr(config, "answer_column", "answer")
-        file, rows = data.load_prompts(dataset, answer_column)
-        shaped = data.to_prompt_answer(file, rows, answer_column)
-    else:
-        file, rows = data.load_split(dataset, "dpo" if method == "reward" else method)
-        shaped = data.to_prompt_completion(file, rows) if method == "sft" else data.to_preference(rows)
-    train_rows, eval_rows = data.train_eval_split(shaped, config.eval_fraction, config.seed)
-    log(f"data: {file} -> {len(train_rows)} train / {len(eval_rows)} eval rows")
+    split, shaped = method.rows(dataset, config)
+    train_rows, eval_rows = train_eval_split(shaped, config.eval_fraction, config.seed)
+    log(f"data: {split.source} -> {len(train_rows)} train / {len(eval_rows)} eval rows")
 
     ref = resolve_model(config.model)
-    tokenizer, model = load_tokenizer(ref), load_model(ref, method == "reward", config.base_adapters)
-    if method == "reward":  # the scoring head finds each sequence's last token by the pad id
+    tokenizer = load_tokenizer(ref)
+    model = load_model(ref, method.scoring_head, config.base_adapters)
+    if method.scoring_head:  # the scoring head finds each sequence's last token by the pad id
         model.config.pad_token_id = tokenizer.pad_token_id
     facts = model_facts(ref, model)
     choices = {
         "rank": Choice(config.rank, "config") if config.rank else
-        recommend_rank(facts.params, method, facts.experts),
+        recommend_rank(facts.params, method.name, facts.experts),
         "learning_rate": Choice(config.learning_rate, "config") if config.learning_rate else
         recommend_lr(facts.name, facts.model_type, facts.hidden_size),
-        "epochs": Choice(config.epochs, "config") if config.epochs else recommend_epochs(len(rows)),
+        "epochs": Choice(config.epochs, "config") if config.epochs else recommend_epochs(len(shaped)),
     }
     # GRPO: a batch holds batch_size completions, num_generations per prompt
     samples = len(train_rows) * getattr(config, "num_generations", 1)
@@ -87,12 +85,11 @@ def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log:
             log(f"{key}: {choice}")
 
     capacity = count_lora(model, choices["rank"].value, config.targets)
-    if method == "grpo":  # no target text: each sampled completion is one ~1-bit episode
+    if method.learns_from:
+        verdict = Verdict(capacity, count_tokens(method.target_texts(train_rows), tokenizer), method.name)
+    else:  # no target text: each sampled completion is one ~1-bit episode
         episodes = steps * config.batch_size * config.grad_accum
-        verdict = Verdict(capacity, 0, method, episodes=episodes)
-    else:
-        tokens = count_tokens(data.target_texts(train_rows, method), tokenizer)
-        verdict = Verdict(capacity, tokens, method)
+        verdict = Verdict(capacity, 0, method.name, episodes=episodes)
     log(f"capacity: {capacity.params:,} LoRA params; {verdict.message()}")
     head = model.get_output_embeddings()
     if config.train_lm_head and head is not None:  # full-rank, so not part of the LoRA bit budget
@@ -100,8 +97,18 @@ def prepare(config: LoraRunConfig, dataset: Path, method: str, force: bool, log:
     if not verdict.fits and not force:
         raise FactoryError(f"{verdict.message()}; raise the rank (--set rank={verdict.min_rank}) or "
                            "pass --force")
-    out = Path(config.output_dir or f"runs/{Path(dataset).stem}-{method}")
-    return Prepared(ref, model, tokenizer, train_rows, eval_rows, choices, verdict, out)
+    out = Path(config.output_dir or f"runs/{Path(dataset).stem}-{method.name}")
+    return Prepared(method, ref, model, tokenizer, train_rows, eval_rows, choices, verdict, out)
+
+
+def train_eval_split(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """A seeded shuffle; at least one eval row whenever there are two or more rows."""
+    if eval_fraction <= 0 or len(rows) < 2:
+        return rows, []
+    shuffled = rows[:]
+    random.Random(seed).shuffle(shuffled)
+    n_eval = min(len(rows) - 1, max(1, round(len(rows) * eval_fraction)))
+    return shuffled[n_eval:], shuffled[:n_eval]
 
 
 def _total_steps(config: LoraRunConfig, rows: int, epochs: float) -> int:
@@ -172,8 +179,7 @@ def overfitting(history: list[dict]) -> str | None:
     return None
 
 
-def run_and_save(trainer: Any, config: LoraRunConfig, prep: Prepared, method: str,
-                 log: Log) -> TrainResult:
+def run_and_save(trainer: Any, config: LoraRunConfig, prep: Prepared, log: Log) -> TrainResult:
     """Train, evaluate, write the adapter (and merged model), metrics and the resolved config."""
     prep.output_dir.mkdir(parents=True, exist_ok=True)
     metrics = prep.output_dir / "metrics.jsonl"
@@ -198,7 +204,7 @@ def run_and_save(trainer: Any, config: LoraRunConfig, prep: Prepared, method: st
     trainer.save_model(str(result.adapter_dir))
     prep.tokenizer.save_pretrained(str(result.adapter_dir))
     resolved = {**asdict(config), **{k: c.value for k, c in prep.choices.items()},
-                "sources": {k: c.source for k, c in prep.choices.items()}, "method": method,
+                "sources": {k: c.source for k, c in prep.choices.items()}, "method": prep.method.name,
                 "lora_params": prep.verdict.capacity.params, "target_tokens": prep.verdict.tokens}
     (prep.output_dir / "train_config.json").write_text(json.dumps(resolved, indent=2) + "\n")
     if config.merge:

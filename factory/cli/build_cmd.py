@@ -11,8 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from factory.build import BuildResult, run_build
-from factory.cli.common import err, guard, out, reasons
-from factory.core.errors import FactoryError
+from factory.cli.common import CacheOption, NoCacheOption, err, guard, out, reasons
+from factory.core.errors import FactoryError, RecordsFailed
 from factory.engine.plan import BuildOptions, Plan, plan_build
 
 
@@ -38,9 +38,8 @@ def build(
     output: Optional[Path] = typer.Option(None, "--output", help="dataset folder (default: "
                                           "datasets/<recipe name>)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="global seed (default: the recipe's)"),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="request cache file (default: "
-                                         "$FACTORY_CACHE_DIR or ~/.cache/factory)"),
-    no_cache: bool = typer.Option(False, "--no-cache", help="neither read nor write the cache"),
+    cache: CacheOption = None,
+    no_cache: NoCacheOption = False,
     trust_code: bool = typer.Option(False, "--trust-code", help="allow steps that import code the "
                                     "recipe names (a module:function verifier)"),
     budget_usd: Optional[float] = typer.Option(None, "--budget-usd", min=0, help="stop (exit 4) "
@@ -72,6 +71,13 @@ def build(
             return
         result = asyncio.run(_run_with_progress(plan, options))
         _print_summary(result)
+        totals = result.stats["totals"]
+        if totals["failed"]:  # the dataset is written, but a script must not mistake this for done
+            why = "; ".join(f"{step}: {reasons(r)}" for step, s in result.stats["steps"].items()
+                            if (r := s["failed"]))
+            raise RecordsFailed(f"{totals['failed']} record(s) failed ({why or 'qc'}); the dataset in "
+                                f"{result.output} holds the rest; finished calls are cached: rerun to "
+                                "retry the failed ones")
         if plan.recipe.train is not None:  # the self-teaching loop: train, eval, maybe go round again
             from factory.teach.loop import run_teach
 
@@ -145,7 +151,7 @@ def _print_summary(result: BuildResult) -> None:
                       markup=False, highlight=False)
     out.print("splits: " + ", ".join(f"{n} {c['rows']} rows" for n, c in stats["splits"].items()),
               markup=False, highlight=False)
-    for key, c in result.calls.items():
+    for key, c in result.calls.items():  # recipe backend keys, then QC judges (qc.reward, ...)
         out.print(f"calls [{key}]: {c['made']} made, {c['cached']} from cache, {c['failed']} failed; "
                   f"{c['prompt_tokens']} prompt + {c['completion_tokens']} completion tokens"
                   + (f"; {c['retries']} retries ({c['throttled']} throttled)" if "retries" in c else "")

@@ -6,9 +6,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from factory.cli.common import FormatOption, PromptColumnOption, ResponseColumnOption, guard, out, reasons
+from factory.cli.common import (
+    FormatOption,
+    PromptColumnOption,
+    ResponseColumnOption,
+    SplitOption,
+    guard,
+    out,
+    reasons,
+)
 from factory.core.errors import FactoryError
 
 
@@ -17,27 +26,40 @@ def qc(
                                    "folder written by factory build"),
     chain: Optional[Path] = typer.Option(None, "--chain", help="chain YAML (default: "
                                          "filters/default.yaml, or filters/dpo.yaml for pairs)"),
-    output: Optional[Path] = typer.Option(None, "--output", help="folder for kept.jsonl, "
-                                          "rejects.jsonl, qc_stats.json (default: DATASET-qc)"),
+    output: Optional[Path] = typer.Option(None, "--output", help="folder for the kept rows (a dataset: "
+                                          "<split>.parquet + <split>.jsonl as read), rejects.jsonl, "
+                                          "qc_stats.json (default: DATASET-qc)"),
     seeds: Optional[Path] = typer.Option(None, "--seeds", help="seed file for dedup-against-seeds "
                                          "and the drift check"),
     fmt: FormatOption = None,
     prompt_column: PromptColumnOption = None,
     response_column: ResponseColumnOption = None,
+    split: SplitOption = None,
 ) -> None:
-    """Run a QC chain on an existing dataset: keep, drop (with reasons) and count."""
+    """Run a QC chain on every split of a dataset: keep, drop (with reasons) and count."""
 
     def body() -> None:
-        from filters.audit import run_dataset_chain, write_qc_outputs
-        from filters.dataset_io import load_dataset_records
+        from filters.audit import run_dataset_chain
+        from filters.dataset_io import load_dataset_splits
+        from filters.qc_output import check_output, write_qc_outputs
 
-        data = load_dataset_records(dataset, fmt, prompt_column, response_column)
-        result, chain_path = run_dataset_chain(data, chain, seeds, report_only=False)
         folder = output or dataset.with_name(dataset.stem + "-qc")
-        summary = write_qc_outputs(data, result, folder)
-        _print_qc(summary, f"{dataset} ({data.format}) with {chain_path} -> {folder}")
-        if summary["gate_failed"]:
-            raise FactoryError(summary["gate_failed"])
+        check_output(dataset, folder)  # before the chain runs, not after
+        runs = []
+        for data in load_dataset_splits(dataset, fmt, prompt_column, response_column, split):
+            result, chain_path = run_dataset_chain(data, chain, seeds, report_only=False)
+            runs.append((data, result, chain_path))
+        stats = write_qc_outputs(runs, dataset, folder)
+        for name, summary in stats["splits"].items():
+            written = "not written" if "not_written" in summary else f"{folder / name}.parquet"
+            _print_qc(summary, f"{summary['source']} ({summary['format']}) with {summary['chain']} "
+                               f"-> {written}")
+            for note in summary["notes"] + [summary.get("not_written", "")]:
+                if note:
+                    out.print(f"{name}: {note}", markup=False, highlight=False)
+        failed = [f"{name}: {s['gate_failed']}" for name, s in stats["splits"].items() if s["gate_failed"]]
+        if failed:
+            raise FactoryError("; ".join(failed))
 
     guard(body)
 
@@ -51,21 +73,29 @@ def audit(
     fmt: FormatOption = None,
     prompt_column: PromptColumnOption = None,
     response_column: ResponseColumnOption = None,
+    split: SplitOption = None,
 ) -> None:
-    """Report-only QC with one self-contained HTML page (plots, groups, a sample to review)."""
+    """Report-only QC of one split, with one self-contained HTML page (plots, groups, a sample)."""
 
     def body() -> None:
         from filters.audit import audit as run_audit
 
-        page, summary = run_audit(dataset, output, chain, seeds, fmt, prompt_column, response_column)
+        page, summary = run_audit(dataset, output, chain, seeds, fmt, prompt_column, response_column,
+                                  split=split)
         _print_qc(summary, f"audit of {dataset} (report only: nothing removed)", True)
+        from filters.agreement import describe
+
+        agreement = summary.get("agreement") or {}
+        for row in agreement.get("machine", []) + agreement.get("reviewers", []):
+            out.print(f"agreement: {row['reviewer']} vs {row['rater']}: {describe(row)}", markup=False,
+                      highlight=False)
         out.print(f"report: {page}", markup=False, highlight=False)
 
     guard(body)
 
 
 def _print_qc(summary: dict, title: str, report_only: bool = False) -> None:
-    table = Table(title=title)
+    table = Table(title=escape(title))  # "folder[train]" is not rich markup
     for col in ("filter", "in", "kept", "dropped", "failed", "rule / figures"):
         table.add_column(col, justify="left" if col in ("filter", "dropped", "failed", "rule / figures")
                          else "right")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 import typer
 
-from factory.cli.common import guard, out
+from factory.cli.common import CacheOption, NoCacheOption, guard, out
 from factory.core.errors import FactoryError
+from factory.llm.session import LLMSession
+
+T = TypeVar("T")
 
 
 def problems_for(task: str, count: int, skip: int, seed: int) -> list[Any]:
@@ -58,9 +62,12 @@ def eval_command(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="use the first N judge prompts"),
     output: Optional[Path] = typer.Option(None, "--output", help="JSON results file (default: beside "
                                           "the last adapter, else ./eval/)"),
+    cache: CacheOption = None,
+    no_cache: NoCacheOption = False,
 ) -> None:
-    """Greedy held-out accuracy (95% CI, copyable vs not) and/or judge win rate; JSON + model card."""
-    from factory.teach.evaluate import accuracy, closing, decoder, save_result, summary_line, win_rate
+    """Greedy held-out accuracy (95% CI, copyable vs not) and/or judge win rate; JSON + model card.
+    Answers and verdicts are cached like a build's calls (keyed by model weights and adapters)."""
+    from factory.teach.evaluate import accuracy, decoder, save_result, summary_line, win_rate
 
     def body() -> None:
         if task is None and judge_prompts is None:
@@ -71,23 +78,28 @@ def eval_command(
         results = []
         if task is not None:
             problems = problems_for(task, count, skip, seed)
-            backend = decoder(model, adapter, batch_size, threads)
-            result = asyncio.run(closing(accuracy(backend, problems, max_tokens), backend))
+            block = decoder(model, adapter, batch_size, threads)
+            result = run_session(lambda llm: accuracy(llm.dispatcher_for(block, "eval"), problems,
+                                                      max_tokens), cache, not no_cache)
             path = output or folder / f"eval_{Path(task).stem}.json"
             save_result(result, path, card)
             results.append((result, path))
         if judge_prompts is not None:
             prompts = _prompts(judge_prompts, limit)
             opts = _options(judge_options)
-            result = asyncio.run(_judged(model, adapter, base, prompts, (judge_backend, judge_model, opts),
-                                         batch_size, threads, max_tokens, win_rate))
+            judge_spec = (judge_backend, judge_model, opts)
+            result = run_session(lambda llm: _judged(llm, model, adapter, base, prompts, judge_spec,
+                                                     batch_size, threads, max_tokens, win_rate),
+                                 cache, not no_cache)
             path = (output.with_name(output.stem + "_winrate.json") if output
                     else folder / f"winrate_{tag}.json")
             save_result(result, path, card)
             results.append((result, path))
         for result, path in results:
             out.print(summary_line(result), markup=False, highlight=False)
-            out.print(f"  -> {path}", markup=False, highlight=False)
+            calls = result["calls"]
+            out.print(f"  calls: {calls['made']} made, {calls['cached']} from cache, {calls['failed']} "
+                      f"failed -> {path}", markup=False, highlight=False)
 
     guard(body)
 
@@ -118,20 +130,29 @@ def _options(items: list[str]) -> dict[str, Any]:
     return out
 
 
-async def _judged(model: str, adapters: list[Path], base: str | None, prompts: list[str],
+def run_session(fn: Callable[[LLMSession], Awaitable[T]], cache: Path | None, use_cache: bool) -> T:
+    """``fn(session)`` on a fresh LLM session (the request cache unless ``--no-cache``)."""
+
+    async def main() -> T:
+        async with LLMSession.open(cache, use_cache) as llm:
+            return await fn(llm)
+
+    return asyncio.run(main())
+
+
+async def _judged(llm: LLMSession, model: str, adapters: list[Path], base: str | None, prompts: list[str],
                   judge_spec: tuple[str, str | None, dict[str, Any]], batch: int, threads: int | None,
                   max_tokens: int, win_rate: Any) -> dict[str, Any]:
-    from factory.llm.backends import backend_class
-    from factory.llm.backends.base import BackendSettings
-    from factory.teach.evaluate import closing, decoder, greedy
+    from factory.llm.spec import BackendBlock
+    from factory.teach.evaluate import decoder, greedy
 
-    candidate = decoder(model, adapters, batch, threads)
-    opponent = decoder(base or model, [], batch, threads)
+    candidate = llm.dispatcher_for(decoder(model, adapters, batch, threads), "eval.candidate")
+    opponent = llm.dispatcher_for(decoder(base or model, [], batch, threads), "eval.base")
     judge_name, judge_model, judge_options = judge_spec
     model_name = judge_model or ("embedded" if judge_name == "llama_cpp" else None)
     try:
-        judge = backend_class(judge_name)(BackendSettings(model_name, 8, judge_options))
+        block = BackendBlock(name=judge_name, model=model_name, concurrency=8, options=judge_options)
+        judge = llm.dispatcher_for(block, "eval.judge")
     except (KeyError, ValueError, RuntimeError, OSError) as exc:
         raise FactoryError(f"--judge-backend {judge_name}: {exc}") from None
-    return await closing(win_rate(candidate, opponent, judge, prompts, greedy(400), max_tokens),
-                         candidate, opponent, judge)
+    return await win_rate(candidate, opponent, judge, prompts, greedy(400), max_tokens)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from factory.cli.common import guard, out
+from factory.cli.common import CacheOption, NoCacheOption, guard, out
 from factory.core.errors import FactoryError
 
 
@@ -21,6 +21,8 @@ def init(
                                 "that the recipe uses"),
     model: Optional[str] = typer.Option(None, "--model", help="backend model (llama_cpp: embedded)"),
     options: str = typer.Option("{}", "--options", help="backend options as JSON"),
+    cache: CacheOption = None,
+    no_cache: NoCacheOption = False,
 ) -> None:
     """Draft 10-20 seed tasks for a new domain and write a ready Self-Instruct → Evol-Instruct →
     QC → SFT + DPO recipe next to them (review the seeds before building)."""
@@ -39,10 +41,10 @@ def init(
             raise FactoryError(f"--options: not JSON: {exc.msg}") from None
         examples = load_examples(seeds) if seeds else []
         seeds_file, recipe_file, draft = init_domain(domain_dir, describe, examples, backend, model, opts,
-                                                     want=count)
+                                                     want=count, cache_path=cache, use_cache=not no_cache)
         out.print(f"{seeds_file}: {len(examples)} of yours + {len(draft.tasks)} drafted in {draft.asked} "
-                  f"requests (not kept: {draft.dropped or 'none'}) — review and edit them", markup=False,
-                  highlight=False)
+                  f"requests ({draft.calls.made} made, {draft.calls.cached} from cache; not kept: "
+                  f"{draft.dropped or 'none'}) — review and edit them", markup=False, highlight=False)
         out.print(f"{recipe_file}: then run  factory build {recipe_file}", markup=False, highlight=False)
 
     guard(body)

@@ -28,10 +28,12 @@ def capacity(
         from factory.core.models import resolve_model
         from trainers.capacity import EXIT_UNDERCAPACITY
         from trainers.check import check_capacity
+        from trainers.methods import METHODS
 
-        if method not in ("sft", "dpo", "reward"):
-            raise FactoryError(f"--method {method}: one of sft, dpo, reward")
-        report = check_capacity(resolve_model(model), rank, targets or None, dataset, method)
+        counted = [name for name, m in METHODS.items() if m.learns_from]  # GRPO counts episodes
+        if method not in counted:
+            raise FactoryError(f"--method {method}: one of {', '.join(counted)}")
+        report = check_capacity(resolve_model(model), rank, METHODS[method], targets or None, dataset)
         cap = report.capacity
         table = Table(title=f"LoRA r={rank} on {report.facts.name} "
                             f"({report.facts.params / 1e6:,.1f}M params)")
@@ -76,7 +78,8 @@ class TrainMethod(str, Enum):
 
 def train(
     method: TrainMethod = typer.Argument(..., help="sft | dpo | reward | grpo"),
-    dataset: Path = typer.Argument(..., help="dataset folder written by factory build, or a split file"),
+    dataset: Path = typer.Argument(..., help="dataset folder (written by factory build or factory qc, "
+                                   "or a Hugging Face one) or a split file"),
     model: Optional[str] = typer.Option(None, "--model", help="HF folder, config.json folder, .gguf "
                                         "file, or smollm2 (embedded)"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML preset (default: "
@@ -92,13 +95,12 @@ def train(
         from trainers.config import default_preset, load_config
         from trainers.methods import METHODS
 
-        name = method.value
-        cls, train_fn = METHODS[name]()
-        preset = config or (default_preset(name) if default_preset(name).exists() else None)
-        cfg = load_config(cls, preset, overrides, model=model, merge=merge or None,
+        chosen = METHODS[method.value]
+        preset = config or (default_preset(chosen.name) if default_preset(chosen.name).exists() else None)
+        cfg = load_config(chosen.config, preset, overrides, model=model, merge=merge or None,
                           output_dir=str(output) if output else None)
         log = lambda line: out.print(line, markup=False, highlight=False)  # noqa: E731
-        result = train_fn(cfg, dataset, force, log)
+        result = chosen.train(cfg, dataset, force, log)
         losses, evals, rewards = (result.losses(k) for k in ("loss", "eval_loss", "reward"))
         out.print(f"done: train loss {losses[0]:.4f} -> {losses[-1]:.4f}"
                   + (f", eval loss {evals[-1]:.4f}" if evals else "")

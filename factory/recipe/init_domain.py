@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from factory.core.errors import FactoryError
 from factory.core.structured import json_object
-from factory.llm.backends import backend_class
-from factory.llm.backends.base import Backend, BackendSettings
+from factory.llm.dispatch import CallStats, Dispatcher
 from factory.llm.request import Request, SamplingParams
+from factory.llm.session import LLMSession
+from factory.llm.spec import BackendBlock
 
 DRAFT_SYSTEM = "You design training tasks for assistants that work in a specialised domain."
 
@@ -46,6 +47,7 @@ class Draft:
     tasks: list[dict[str, str]]
     asked: int  # draft requests sent
     dropped: dict[str, int]  # reason -> count of proposed tasks not kept
+    calls: CallStats = field(default_factory=CallStats)  # of ``asked``: made, from cache, failed
 
 
 def _normal(text: str) -> str:
@@ -62,9 +64,10 @@ def parse_tasks(text: str) -> list[dict[str, str]] | None:
             for t in tasks if isinstance(t, dict)]
 
 
-async def draft_tasks(backend: Backend, description: str, examples: list[dict[str, Any]],
+async def draft_tasks(dispatcher: Dispatcher, description: str, examples: list[dict[str, Any]],
                       want: int, params: SamplingParams, max_requests: int = 12) -> Draft:
-    """Ask for tasks in small batches (a weak model loses the thread in long lists) until ``want``."""
+    """Ask for tasks in small batches (a weak model loses the thread in long lists) until ``want``.
+    Requests are numbered (``sample_index``), so a rerun asks the same ones and the cache answers."""
     shown = "".join(f"\nExample task: {e.get('instruction', '')}" for e in examples[:5])
     shown = f"\nExamples the user gave:{shown}\n" if shown else ""
     kept: list[dict[str, str]] = []
@@ -78,7 +81,7 @@ async def draft_tasks(backend: Backend, description: str, examples: list[dict[st
                               params, sample_index=asked + i, json_schema=TASKS_SCHEMA)
                  for i in range(min(4, max_requests - asked))]
         asked += len(batch)
-        for completion in await backend.generate(batch):
+        for completion in await asyncio.gather(*(dispatcher.complete(r) for r in batch)):
             tasks = parse_tasks(completion.text) if completion.error is None else None
             if tasks is None:
                 dropped["unparseable_reply"] = dropped.get("unparseable_reply", 0) + 1
@@ -90,7 +93,7 @@ async def draft_tasks(backend: Backend, description: str, examples: list[dict[st
                     continue
                 seen.add(_normal(task["instruction"]))
                 kept.append(task)
-    return Draft(kept[:want], asked, dropped)
+    return Draft(kept[:want], asked, dropped, dispatcher.stats)
 
 
 def _drop_reason(task: dict[str, str], seen: set[str]) -> str | None:
@@ -122,22 +125,26 @@ def load_examples(path: Path) -> list[dict[str, Any]]:
 
 def init_domain(domain_dir: Path, description: str, examples: list[dict[str, Any]], backend_name: str,
                 model: str | None, options: dict[str, Any], want: int = 15, seed: int = 0,
-                min_tasks: int = 10) -> tuple[Path, Path, Draft]:
-    """Draft seeds with the backend and write ``seeds.jsonl`` + ``recipe.yaml`` into ``domain_dir``."""
+                min_tasks: int = 10, cache_path: Path | None = None,
+                use_cache: bool = True) -> tuple[Path, Path, Draft]:
+    """Draft seeds with the backend and write ``seeds.jsonl`` + ``recipe.yaml`` into ``domain_dir``.
+    The draft calls go through an LLM session on the request cache (``use_cache`` False: none)."""
     from factory.recipe.init_recipe import render_recipe
 
     if (domain_dir / "recipe.yaml").exists() or (domain_dir / "seeds.jsonl").exists():
         raise FactoryError(f"{domain_dir}: already holds a recipe or seeds; choose a new folder")
     if len(description.split()) < 5:
         raise FactoryError("--describe: give a sentence or a paragraph about the domain")
-    backend = backend_class(backend_name)(BackendSettings(model, 4, dict(options)))
+    block = BackendBlock(name=backend_name, model=model, concurrency=4, options=dict(options))
 
     async def run() -> Draft:
-        try:
-            return await draft_tasks(backend, description, examples, want - len(examples),
+        async with LLMSession.open(cache_path, use_cache) as llm:
+            try:
+                dispatcher = llm.dispatcher_for(block, "init")
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise FactoryError(f"--backend {backend_name}: {exc}") from None
+            return await draft_tasks(dispatcher, description, examples, want - len(examples),
                                      SamplingParams(temperature=0.8, max_tokens=700, seed=seed))
-        finally:
-            await backend.close()
 
     draft = asyncio.run(run())
     tasks = examples + draft.tasks

@@ -68,6 +68,19 @@ class OutputsBlock(Strict):
         return value
 
 
+class ReviewBlock(Strict):
+    """A review gate: the build stops after QC until people have judged a sample (factory review)."""
+
+    fraction: float = Field(0.05, gt=0, le=1, description="share of the kept rows in the random sample")
+    min_rows: int = Field(20, ge=1, description="sample at least this many rows (all, if fewer)")
+    borderline: int = Field(10, ge=0, description="also this many rows nearest the QC cut lines and "
+                                                  "the lowest judge margins")
+    min_keep_rate: float = Field(0.8, ge=0, le=1, description="stop (exit 7) when people keep fewer "
+                                                              "of the sampled rows than this")
+    stratify: list[str] | None = Field(None, description="columns to stratify the sample by "
+                                                         "(default: category, when records have it)")
+
+
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -78,6 +91,8 @@ class Recipe(Strict):
                                               description="extra named backends for steps")
     steps: list[Step] = Field(min_length=1)
     qc: list[QCBlock] = Field(default_factory=list, description="QC chain (filters/config.py)")
+    review: ReviewBlock | None = Field(None, description="people review a sample after QC "
+                                                         "(factory review); the next build applies it")
     outputs: OutputsBlock
     task: TaskBlock | None = Field(None, description="problems with known answers, made by code")
     train: TrainBlock | None = Field(None, description="LoRA SFT then DPO on the built splits")

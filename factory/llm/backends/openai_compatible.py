@@ -17,7 +17,7 @@ from typing import Any
 
 import openai
 
-from factory.llm.backends.base import BackendSettings
+from factory.llm.backends.base import BackendSettings, pop_flag
 from factory.llm.backends.http_common import MALFORMED, ApiBackend, CallFailed
 from factory.llm.pricing import OPENAI_PRICES
 from factory.llm.request import Completion, Request
@@ -34,8 +34,8 @@ class OpenAICompatibleBackend(ApiBackend):
             raise ValueError("the openai_compatible backend needs a model (the server's model name)")
         super().__init__(settings)
         self.key_env = str(self.opts.pop("api_key_env", "OPENAI_API_KEY"))
-        self.send_top_k = bool(self.opts.pop("send_top_k", False))
-        self.send_seed = bool(self.opts.pop("send_seed", True))
+        self.send_top_k = pop_flag(self.opts, "send_top_k", False)
+        self.send_seed = pop_flag(self.opts, "send_seed", True)
         self.check_options()
         key = self.api_key(self.key_env, required=False) or "none"  # local servers ignore it
         self.client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url or os.environ.get(
@@ -44,6 +44,12 @@ class OpenAICompatibleBackend(ApiBackend):
     @property
     def model_id(self) -> str:
         return self.settings.model or ""
+
+    def unsent_params(self) -> dict[str, str]:
+        if self.send_top_k:
+            return {}
+        return {"top_k": "the openai_compatible backend sends it only with options.send_top_k: true "
+                         "(vLLM and llama.cpp servers accept it; OpenAI refuses it)"}
 
     def body(self, request: Request) -> dict[str, Any]:
         p = request.params

@@ -32,10 +32,11 @@ class TransformersBackend(Backend):
         self.adapters = [adapters] if isinstance(adapters, str) else list(adapters)
         if opts:
             raise ValueError(f"unknown transformers backend option(s): {', '.join(sorted(opts))}")
-        from factory.core.models import adapters_id, resolve_model
+        from factory.core.models import adapters_id, resolve_model, weights_id
 
         self.ref = resolve_model(settings.model or "smollm2")
         self._adapters_id = adapters_id(self.adapters)  # also checks that each folder exists
+        self._weights_id = weights_id(self.ref)
         self._model: Any = None
         self._lock = threading.Lock()
         self.batcher = MicroBatcher(self._run_batch, max(1, settings.concurrency), wait)
@@ -44,6 +45,12 @@ class TransformersBackend(Backend):
     def model_id(self) -> str:
         # Adapters are named by a hash of their weights: a retrained adapter never hits old cache rows.
         return f"hf:{self.ref.name}" + (f"+lora:{self._adapters_id}" if self.adapters else "")
+
+    @property
+    def cache_id(self) -> str:
+        # model_id names the base model by its folder only: two models in folders of the same name,
+        # or one retrained in place, must not share cached answers (``factory eval`` caches them).
+        return f"{self.model_id}@{self._weights_id}"
 
     def _load(self) -> None:
         with self._lock:

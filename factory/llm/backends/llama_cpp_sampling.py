@@ -1,0 +1,49 @@
+"""llama.cpp sampler chains for the embedded backend: a JSON-schema grammar first (later samplers
+see only legal tokens), then greedy, or top-k → top-p → temperature → a draw seeded by the request
+itself, so a text never depends on what else shares the batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import llama_cpp as L
+from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+from factory.llm.request import Request
+
+# Used only for GGUFs that carry no chat template (base models).
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+class Samplers:
+    """Builds one sampler chain per request for a model's vocabulary; grammars are converted once."""
+
+    def __init__(self, vocab: Any) -> None:
+        self.vocab = vocab
+        self._grammars: dict[str, bytes] = {}  # JSON schema -> GBNF
+
+    def chain(self, request: Request, seed: int) -> Any:
+        """A new llama.cpp sampler chain for ``request`` (free it with ``llama_sampler_free``)."""
+        p = request.params
+        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        if request.json_schema is not None:  # constrain first: later samplers only see legal tokens
+            grammar = L.llama_sampler_init_grammar(self.vocab, self._gbnf(request.json_schema), b"root")
+            if not grammar:
+                L.llama_sampler_free(chain)
+                raise ValueError("llama.cpp rejected the grammar made from the JSON schema")
+            L.llama_sampler_chain_add(chain, grammar)
+        if p.temperature <= 0:
+            L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+            return chain
+        seed = seed if seed != 0xFFFFFFFF else 0  # 0xFFFFFFFF means "random seed" to llama.cpp
+        L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(p.top_k))
+        L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(p.top_p, 1))
+        L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(p.temperature))
+        L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed))
+        return chain
+
+    def _gbnf(self, schema: str) -> bytes:
+        if schema not in self._grammars:
+            self._grammars[schema] = json_schema_to_gbnf(schema).encode()
+        return self._grammars[schema]
