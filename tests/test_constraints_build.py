@@ -134,3 +134,20 @@ def test_bad_constrain_step_is_a_one_line_error_naming_file_line_field(tmp_path,
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"error: {recipe}:{line}: {message}"), result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_a_split_whose_constraints_have_no_parameters_still_writes(tmp_path):
+    """Parquet cannot write an empty struct: parameterless constraints carry no kwargs key."""
+    recipe = yaml.safe_load(fake_recipe(tmp_path, seed_rows=6).read_text())
+    recipe["steps"][0]["types"] = {"punctuation:no_comma": 1, "detectable_format:title": 1}
+    recipe["steps"][0]["count"] = [1, 1]
+    path = tmp_path / "noparams.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    out = build(tmp_path, path, "np")
+    from datasets import load_dataset
+
+    dpo = load_dataset("parquet", data_files=str(out / "dpo.parquet"), split="train")
+    assert len(dpo) >= 1
+    for row in dpo:
+        assert all("kwargs" not in c or not any(c["kwargs"].values()) for c in row["constraints"])
+        assert all(c["ok"] for c in check_constraints(row["chosen"][0]["content"], row["constraints"]))

@@ -1,7 +1,8 @@
 """What a constraint type is (parameters, phrasings, sampler, checker) and what a record holds.
 
 A record's constraints are a list of ``{"id": ..., "kwargs": {...}}`` (IFEval's layout: its ids and
-keyword names where the type is one of IFEval's), optionally with the ``text`` the prompt used.
+keyword names where the type is one of IFEval's; ``kwargs`` may be left out for a type without
+parameters), optionally with the ``text`` the prompt used.
 ``parse_constraints`` turns such a list (or its JSON text) into checked ``Constraint`` objects; a
 bad entry is one ``ConstraintError`` line naming it: ``constraints[1].kwargs.num_words: ...``.
 """
@@ -113,7 +114,9 @@ class Constraint:
     text: str = ""  # the sentence the prompt used (kept for reading; the checker ignores it)
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "kwargs": dict(self.kwargs)}
+        # No "kwargs" for a type without parameters: parquet cannot write a struct with no fields
+        # (a split whose every constraint is parameterless would fail to write).
+        out: dict[str, Any] = {"id": self.id, **({"kwargs": dict(self.kwargs)} if self.kwargs else {})}
         if self.text:
             out["text"] = self.text
         return out
