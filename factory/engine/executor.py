@@ -305,6 +305,8 @@ class Engine:
 
         async def ask(requests: list[Request], backend: str | None) -> list[Completion]:
             dispatcher = bound.dispatcher_for(backend)
+            if len(requests) == 1:  # the common case: no task for a gather of one
+                return [await dispatcher.complete(requests[0])]
             return list(await asyncio.gather(*(dispatcher.complete(r) for r in requests)))
 
         return StepContext(record_id, name, self.seed, ask)
