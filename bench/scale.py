@@ -5,9 +5,11 @@ measured is the engine, the request cache and the writer), with a cold request c
 peak RSS of that process (its own ru_maxrss, from os.wait4) and records/s over the whole command
 (seed scan, every call, cache writes, splits written). A third subprocess only imports the CLI:
 its peak RSS is the floor every build starts from. The seed files are written by this script into
-a temporary folder. Target: peak RSS <= 1.5 GB at 1,000,000 records.
+a temporary folder. Sizes up to 100,000 run ``--repeat`` times (the median run is shown, with the
+min-max records/s: on a shared machine one short run is noise); larger ones once. Target: peak RSS
+<= 1.5 GB at 1,000,000 records.
 
-    python bench/scale.py [--sizes 10000 1000000] [--concurrency 64]
+    python bench/scale.py [--sizes 10000 1000000] [--concurrency 64] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -74,12 +76,20 @@ def build_once(work: Path, records: int, concurrency: int) -> dict[str, Any]:
     return result
 
 
-def measure(sizes: list[int], concurrency: int = 64) -> dict[str, Any]:
+def median_run(work: Path, records: int, concurrency: int, repeat: int) -> dict[str, Any]:
+    runs = [build_once(work, records, concurrency) for _ in range(repeat if records <= 100_000 else 1)]
+    rates = sorted(r["records_per_s"] for r in runs)
+    middle = next(r for r in runs if r["records_per_s"] == rates[len(rates) // 2])
+    return {**middle, "repeats": len(runs), "records_per_s_min": rates[0], "records_per_s_max": rates[-1],
+            "peak_rss_mib_max": max(r["peak_rss_mib"] for r in runs)}
+
+
+def measure(sizes: list[int], concurrency: int = 64, repeat: int = 3) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         imports = "import factory.cli.main, factory.build, factory.output.writer, factory.steps"
         _, floor = child([sys.executable, "-c", imports], dict(os.environ))
-        runs = [build_once(work, n, concurrency) for n in sizes]
+        runs = [median_run(work, n, concurrency, repeat) for n in sizes]
     small, large = runs[0], runs[-1]
     return {"concurrency": concurrency, "import_floor_rss_mib": floor, "runs": runs,
             "rate_ratio": large["records_per_s"] / small["records_per_s"],
@@ -94,7 +104,10 @@ def table_of(results: dict[str, Any]) -> Table:
     for col in ("records", "seconds", "records/s", "peak RSS MiB", "calls made", "load avg before/after"):
         table.add_column(col, justify="right")
     for r in results["runs"]:
-        table.add_row(f"{r['records']:,}", f"{r['seconds']:.1f}", f"{r['records_per_s']:,.0f}",
+        rate = f"{r['records_per_s']:,.0f}"
+        if r["repeats"] > 1:
+            rate += f" ({r['records_per_s_min']:,.0f}-{r['records_per_s_max']:,.0f}, {r['repeats']} runs)"
+        table.add_row(f"{r['records']:,}", f"{r['seconds']:.1f}", rate,
                       f"{r['peak_rss_mib']:,}", f"{r['calls_made']:,}",
                       f"{r['load_avg_before']:.1f} / {r['load_avg_after']:.1f}")
     table.add_row("ratio", "", f"{results['rate_ratio']:.2f}", f"{results['rss_ratio']:.2f}", "", "",
@@ -108,8 +121,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each size up to 100,000 (median shown)")
     args = ap.parse_args()
-    results = measure(args.sizes, args.concurrency)
+    os.environ.setdefault("COLUMNS", "150")  # rich: a readable table when piped to a file
+    results = measure(args.sizes, args.concurrency, args.repeat)
     print(f"figures: {report(table_of(results), results, 'scale-')}")
 
 

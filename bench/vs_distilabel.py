@@ -196,6 +196,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, nargs="+", default=[50],
                     help="factory concurrency = distilabel batch size; several values sweep both")
     args = ap.parse_args()
+    os.environ.setdefault("COLUMNS", "150")  # rich: a readable table when piped to a file
     sys.path.insert(0, str(ROOT / "bench"))
     from report import report
 

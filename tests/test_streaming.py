@@ -127,25 +127,23 @@ def test_single_group_is_byte_identical_to_a_whole_table_write(tmp_path):
     assert (tmp_path / "ds" / "sft.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
 
 
-def test_rejects_stream_first_then_split_skips_and_zero_row_split_keeps_its_schema(tmp_path):
+def test_rejects_stream_first_then_split_skips_and_an_empty_split_leaves_no_file(tmp_path):
     spec = SplitSpec(format="dpo")  # needs prompt/chosen/rejected: these records fill none
-    writer = DatasetWriter(tmp_path / "ds", {"dpo": spec})
+    writer = DatasetWriter(tmp_path / "ds", {"dpo": spec, "sft": SplitSpec(format="sft")})
     writer.add(record(0, None))
     writer.add(Reject(record(1, None), "judge", "judge_tie"))
     writer.add(record(2, None))
-    counts = writer.finish({"totals": {}}, "{split_table}")
-    assert counts == {"dpo": {"rows": 0, "skipped": {"not_text:chosen": 2}}}
+    counts = writer.finish({"totals": {}}, "{split_configs}\n{split_table}")
+    assert counts["dpo"]["rows"] == 0 and counts["dpo"]["skipped"] == {"not_text:chosen": 2}
+    assert counts["dpo"]["not_written"].startswith("0 rows: every kept record lacked a text column")
+    assert counts["sft"] == {"rows": 2, "skipped": {}}
     rejects = [json.loads(x) for x in (tmp_path / "ds" / "rejects.jsonl").read_text().splitlines()]
     assert [(r["id"], r["reason"]) for r in rejects] == [("id1", "judge_tie"), ("id0", "not_text:chosen"),
                                                         ("id2", "not_text:chosen")]
-    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == [
-        "README.md", "dpo.jsonl", "dpo.parquet", "rejects.jsonl", "stats.json"]  # no spill files left
-    # datasets 5.2 loads no 0-row split at all (upstream huggingface/datasets#8401): the file keeps
-    # the split's typed columns, so a loader that can read empty splits sees the right schema.
-    empty = pq.read_table(tmp_path / "ds" / "dpo.parquet")
-    assert empty.num_rows == 0 and empty.schema.names == ["id", "prompt", "chosen", "rejected", "lineage"]
-    assert empty.schema.field("prompt").type == pa.list_(pa.struct([("role", pa.string()),
-                                                                     ("content", pa.string())]))
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == [  # no spill files, no empty split
+        "README.md", "rejects.jsonl", "sft.jsonl", "sft.parquet", "stats.json"]
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert "config_name: sft" in card and "config_name: dpo" not in card
 
 
 def test_a_failed_build_leaves_no_temporary_folder(tmp_path):
