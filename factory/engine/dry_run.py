@@ -38,7 +38,7 @@ async def estimate(plan: Plan, options: BuildOptions) -> dict[str, dict[str, Any
         cache = llm.cache
         bound = bind_steps(plan, open_backends(plan, llm), llm)
         out = {s.name: StepEstimate() for s in plan.graph.order}
-        for record in plan.records:
+        for record in plan.seed_records():
             fields, pending = dict(record.fields), set()
             for step in plan.graph.order:
                 runner, dispatcher = bound[step.name].runner, bound[step.name].dispatcher
