@@ -1,6 +1,9 @@
 """Layer 8, ``factory build``: plan -> engine on backends -> QC chain -> dataset folder, and
 ``run.json`` (this run's calls and time, kept out of the reproducible files).
 
+Without a QC chain or a review gate the engine's outcomes stream straight into the writer: the
+records are never all in memory. QC and review need the whole set, so then they are collected.
+
 Every model call of a build (steps and QC judges) goes through one LLM session
 (``factory.llm.session``): one cache, one ``--budget-usd``, one set of counts."""
 
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +22,13 @@ from factory.core.record import Record, Reject
 from factory.engine.executor import BoundStep, Engine, ProgressHook
 from factory.engine.plan import BuildOptions, Plan
 from factory.engine.sampling_check import check_sampling
+from factory.engine.tally import Tally
 from factory.engine.wiring import bind_steps, open_backends, open_session
 from factory.llm.backends import Backend
 from factory.llm.dispatch import CallStats
 from factory.llm.pricing import Budget
 from factory.llm.session import LLMSession
 from factory.output.card import render_card, review_card
-from factory.recipe.seeds import load_seeds
 
 
 @dataclass
@@ -33,14 +37,16 @@ class BuildResult:
     stats: dict[str, Any]
     calls: dict[str, dict[str, int]]
     elapsed_s: float
-    outcomes: list[Record | Reject] = field(repr=False, default_factory=list)
 
 
 @dataclass
 class Stages:
-    """What ran after the engine: its outcomes, and the QC and review results if any."""
+    """What ran after the engine: its outcomes (none kept when they streamed into ``writer``), and
+    the QC and review results if any."""
 
     outcomes: list[Record | Reject]
+    writer: Any = None  # a DatasetWriter that already holds every outcome
+    tally: Tally = field(default_factory=Tally)
     qc: tuple[list[Record | Reject], dict[str, Any], Any] | None = None
     review: Any = None
     not_sent: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -50,6 +56,17 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
                     backends: dict[str, Backend] | None = None) -> BuildResult:
     """Run the graph over every seed record and write the dataset. ``backends`` lets tests inject."""
     started = time.perf_counter()
+    stages = Stages([])
+    try:
+        return await _build(plan, options, on_step_done, backends, started, stages)
+    except BaseException:
+        if stages.writer is not None:  # nothing half-written moves into place
+            stages.writer.abort()
+        raise
+
+
+async def _build(plan: Plan, options: BuildOptions, on_step_done: ProgressHook | None,
+                 backends: dict[str, Backend] | None, started: float, stages: Stages) -> BuildResult:
     async with open_session(options) as llm:  # closes the cache and what it opened
         async with AsyncExitStack() as stack:
             not_sent: dict[str, dict[str, str]] = {}
@@ -67,12 +84,17 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
                 concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
                 engine = Engine(plan.graph, bound, window=max(64, 4 * concurrency),
                                 on_step_done=on_step_done, seed=plan.seed)
-            outcomes = await engine.run(plan.records)
+            stages.not_sent = not_sent
+            outcomes = engine.stream(plan.seed_records(), plan.seed_count)
+            if plan.recipe.qc or plan.recipe.review is not None:  # they need the whole set
+                stages.outcomes = [o async for o in outcomes]
+            else:
+                await _stream_into_writer(plan, outcomes, stages)
         # Free the generation models before QC loads its own, but for those a QC judge calls.
         await llm.close_backends(keep=_qc_judge_blocks(plan))
         _check_budget(llm.budget)
+        outcomes = stages.outcomes
         entered = [o for o in outcomes if isinstance(o, Record)]
-        stages = Stages(outcomes, not_sent=not_sent)
         if plan.recipe.qc:
             stages.qc = await _run_qc(plan, options, outcomes, llm)
             _check_budget(llm.budget)  # a QC judge refused by the budget stops the build the same way
@@ -81,6 +103,16 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
         if stages.review is not None:
             stages.outcomes = stages.review.outcomes  # rows people dropped become rejects too
         return _write(plan, engine, stages, llm, bound, backends, started)
+
+
+async def _stream_into_writer(plan: Plan, outcomes: AsyncIterator[Record | Reject], stages: Stages) -> None:
+    """Each outcome to the split files as it comes, counted on the way."""
+    from factory.output.writer import DatasetWriter
+
+    stages.writer = DatasetWriter(plan.output, plan.recipe.outputs.splits)
+    async for outcome in outcomes:
+        stages.tally.add(outcome)
+        stages.writer.add(outcome)
 
 
 def _qc_judge_blocks(plan: Plan) -> list[Any]:
@@ -106,7 +138,10 @@ def _write(plan: Plan, engine: Engine, stages: Stages, llm: LLMSession, bound: d
 
     calls = llm.calls()
     outcomes, qc, review = stages.outcomes, stages.qc, stages.review
-    totals = engine.totals(outcomes, len(plan.records))
+    if stages.writer is None:
+        for outcome in outcomes:
+            stages.tally.add(outcome)
+    totals = stages.tally.totals(engine.inputs, *engine.created_consumed())
     stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": totals,
              "steps": {name: s.as_dict() for name, s in engine.stats.items()},
              "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
@@ -116,10 +151,9 @@ def _write(plan: Plan, engine: Engine, stages: Stages, llm: LLMSession, bound: d
         stats["qc"] = qc[1]
     if review is not None:
         stats["review"] = review.stats
-    kept = [o for o in outcomes if isinstance(o, Record)]
-    rejects = [o for o in outcomes if isinstance(o, Reject)]
     models = {k: b.model_id for k, b in backends.items()}
-    card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models)
+    sections = [bound[s.name].runner.card_section(engine.stats[s.name].figures) for s in plan.graph.order]
+    card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models, [s for s in sections if s])
     output = plan.output
     if qc is not None:
         from filters.build_qc import failed_gate_dir, qc_card
@@ -129,8 +163,14 @@ def _write(plan: Plan, engine: Engine, stages: Stages, llm: LLMSession, bound: d
             output = failed_gate_dir(plan.output)
     if review is not None:
         card += review_card(review.stats)
-    splits = write_dataset(output, plan.recipe.outputs.splits, kept, rejects, stats, card,
-                           review.files if review is not None else None)
+    if stages.writer is not None:  # every outcome is in its files already
+        splits = stages.writer.finish(stats, card)
+        stages.writer = None
+    else:
+        kept = [o for o in outcomes if isinstance(o, Record)]
+        rejects = [o for o in outcomes if isinstance(o, Reject)]
+        splits = write_dataset(output, plan.recipe.outputs.splits, kept, rejects, stats, card,
+                               review.files if review is not None else None)
     if review is not None and review.stop is not None:
         raise review.stop  # the dataset and the review queue are written: people review, then rebuild
     if output != plan.output:
@@ -145,7 +185,7 @@ def _write(plan: Plan, engine: Engine, stages: Stages, llm: LLMSession, bound: d
     (plan.output / "run.json").write_text(json.dumps(
         {"calls": calls, "step_calls": step_calls, "total_calls": llm.stats().as_dict(),
          "elapsed_s": round(elapsed, 3)}, indent=2) + "\n")
-    return BuildResult(plan.output, stats, calls, elapsed, outcomes)
+    return BuildResult(plan.output, stats, calls, elapsed)
 
 
 async def _run_qc(plan: Plan, options: BuildOptions, outcomes: list[Record | Reject],
@@ -157,7 +197,7 @@ async def _run_qc(plan: Plan, options: BuildOptions, outcomes: list[Record | Rej
     from filters.build_qc import merge_outcomes, run_recipe_qc
 
     kept = [o for o in outcomes if isinstance(o, Record)]
-    seeds = load_seeds(plan.loaded, options.limit)
+    seeds = list(plan.seed_rows())
     encode = None
     if options.executor == "ray":  # embedding batches as Ray tasks; the FAISS search stays here
         from factory.engine.ray_executor import encode_remote as encode

@@ -6,12 +6,14 @@ import asyncio
 import json
 from pathlib import Path
 
-from conftest import SEEDS, fake_recipe_text, read_jsonl, run_cli
+import yaml
+
+from conftest import JUDGE_RULE, SEEDS, fake_recipe_text, read_jsonl, run_cli
 from factory.build import run_build
-from factory.core.record import Record
 from factory.engine.plan import BuildOptions, plan_build
 from factory.llm.backends.base import BackendSettings
 from factory.llm.backends.fake import FakeBackend
+from factory.llm.request import request_key
 
 
 def build(recipe: Path, tmp_path: Path, name: str = "out", **kw):
@@ -130,12 +132,27 @@ def test_injected_backend_counts_calls(write_recipe, tmp_path):
     assert fake2.calls == 0
 
 
+class JitterBackend(FakeBackend):
+    """The fake backend with 0-20 ms per call, by request hash: calls finish out of input order."""
+
+    async def generate(self, requests):
+        await asyncio.sleep(int(request_key("j", "j", requests[0])[:8], 16) % 21 / 1000)
+        return await super().generate(requests)
+
+
 def test_outcomes_keep_input_order(write_recipe, tmp_path):
-    result = build(write_recipe(fake_recipe_text()), tmp_path, limit=10)
-    plan_ids = [r.id for r in plan_build(write_recipe(fake_recipe_text(), "x.yaml"),
-                                         BuildOptions(limit=10)).records]
-    got = [o.id if isinstance(o, Record) else o.record.id for o in result.outcomes]
-    assert got == plan_ids
+    recipe = write_recipe(fake_recipe_text())
+    options = BuildOptions(output=tmp_path / "out", cache_path=tmp_path / "c.sqlite")
+    plan = plan_build(recipe, options)
+    rules = yaml.safe_load("rules:" + JUDGE_RULE)["rules"]
+    jitter = JitterBackend(BackendSettings(concurrency=8, options={"rules": rules}))
+    asyncio.run(run_build(plan, options, backends={"default": jitter}))
+    seeds = [r.id for r in plan.seed_records()]
+    kept = [r["id"] for r in read_jsonl(tmp_path / "out" / "dpo.jsonl")]
+    rejected = [r["id"] for r in read_jsonl(tmp_path / "out" / "rejects.jsonl")]
+    assert sorted(kept + rejected) == sorted(seeds) and kept and rejected
+    for ids in (kept, rejected):  # each file in seed order, whatever order the calls finished in
+        assert ids == [i for i in seeds if i in set(ids)]
 
 
 def test_cli_build_summary_and_dry_run(write_recipe, cache_env, tmp_path):

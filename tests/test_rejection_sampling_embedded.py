@@ -35,8 +35,11 @@ def test_shipped_recipe_builds_sft_and_dpo_splits_with_accounting(tmp_path):
     totals = stats["totals"]
     assert totals["input"] == 2 == totals["kept"] + totals["rejected"] + totals["failed"]
     assert totals["failed"] == 0
+    # How many problems the 135M model solves differs across machines: a split's file exists
+    # exactly when it has rows (0-row splits are not written), whatever the count.
     for split in ("sft", "dpo"):
-        assert (out / f"{split}.parquet").exists() and (out / f"{split}.jsonl").exists()
+        rows = stats["splits"][split]["rows"]
+        assert (out / f"{split}.parquet").exists() == (out / f"{split}.jsonl").exists() == bool(rows)
     assert stats["splits"]["sft"]["rows"] == totals["kept"]
     step_stats = stats["steps"]["best_of_n"]
     figures = step_stats["figures"]
@@ -45,5 +48,5 @@ def test_shipped_recipe_builds_sft_and_dpo_splits_with_accounting(tmp_path):
     assert hist == 2 and 0.0 <= step_stats["rates"]["pass@1"] <= 1.0
     rejects = read_jsonl(out / "rejects.jsonl")
     assert sum(r["kind"] == "rejected" for r in rejects) == totals["rejected"]
-    for row in read_jsonl(out / "sft.jsonl"):  # a kept answer is one the verifier accepted
+    for row in read_jsonl(out / "sft.jsonl") if totals["kept"] else []:  # verifier-accepted only
         assert row["pass_at_k"]["c"] >= 1

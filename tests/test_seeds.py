@@ -46,21 +46,23 @@ def seed_file(tmp_path, kind: str):
 def test_seed_files(tmp_path, write_recipe, kind):
     recipe = write_recipe(fake_recipe_text(seeds=seed_file(tmp_path, kind)))
     plan = plan_build(recipe, BuildOptions())
-    assert [r.fields for r in plan.records] == ROWS
-    assert len({r.id for r in plan.records}) == 3
+    records = list(plan.seed_records())
+    assert [r.fields for r in records] == ROWS and plan.seed_count == 3
+    assert len({r.id for r in records}) == 3
 
 
 def test_inline_rows_and_limit(write_recipe):
     text = fake_recipe_text().replace("seeds:\n  path: ", "seeds:\n  limit: 2\n  rows:\n"
         + "".join(f"    - {json.dumps(r)}\n" for r in ROWS) + "  #")
     plan = plan_build(write_recipe(text), BuildOptions())
-    assert [r.fields for r in plan.records] == ROWS[:2]
-    assert len(plan_build(write_recipe(text), BuildOptions(limit=1)).records) == 1
+    assert [r.fields for r in plan.seed_records()] == ROWS[:2] and plan.seed_count == 2
+    limited = plan_build(write_recipe(text), BuildOptions(limit=1))
+    assert len(list(limited.seed_records())) == limited.seed_count == 1
 
 
 def _ids_in_a_fresh_process(recipe, hash_seed: str) -> list[str]:
     code = ("import sys; from factory.engine.plan import BuildOptions, plan_build; "
-            "print(' '.join(r.id for r in plan_build(sys.argv[1], BuildOptions()).records))")
+            "print(' '.join(r.id for r in plan_build(sys.argv[1], BuildOptions()).seed_records()))")
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     done = subprocess.run([sys.executable, "-c", code, str(recipe)], capture_output=True, text=True,
                           env=env, check=True)

@@ -23,7 +23,7 @@ def validate(recipe: Path = typer.Argument(..., help="recipe YAML file"),
 
     def body() -> None:
         plan = plan_build(recipe, BuildOptions(trust_code=trust_code))
-        out.print(f"{recipe}: ok — {len(plan.records)} seed records, {len(plan.graph.order)} steps")
+        out.print(f"{recipe}: ok — {plan.seed_count} seed records, {len(plan.graph.order)} steps")
         for line in plan.graph.describe():
             out.print(f"  {line}", markup=False, highlight=False)
 
@@ -62,7 +62,7 @@ def build(
         if executor == "local" and (address or workers):
             raise FactoryError("--address and --workers need --executor ray")
         plan = plan_build(recipe, options)
-        out.print(f"{plan.recipe.name}: {len(plan.records)} seed records", style="bold", markup=False,
+        out.print(f"{plan.recipe.name}: {plan.seed_count} seed records", style="bold", markup=False,
                   highlight=False)
         for line in plan.graph.describe():
             out.print(f"  {line}", markup=False, highlight=False)
@@ -92,7 +92,7 @@ async def _run_with_progress(plan: Plan, options: BuildOptions) -> BuildResult:
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=err, disable=not err.is_terminal) as progress:
-        tasks = {s.name: progress.add_task(s.name, total=len(plan.records)) for s in plan.graph.order}
+        tasks = {s.name: progress.add_task(s.name, total=plan.seed_count) for s in plan.graph.order}
         return await run_build(plan, options, on_step_done=lambda name: progress.advance(tasks[name]))
 
 

@@ -320,7 +320,9 @@ def prompt_answer_rows(split: Split, layout: Layout) -> list[Row]:
             prompt = []
         if not prompt or layout.answer is None or row.get(layout.answer) is None:
             raise FactoryError(f"{where}: empty prompt or missing '{layout.answer or ANSWER}'")
-        out.append({"prompt": prompt, "answer": str(row[layout.answer])})
+        answer = row[layout.answer]  # a list or mapping (a constraint list) as JSON, read back as data
+        out.append({"prompt": prompt, "answer": json.dumps(answer) if isinstance(answer, (list, dict))
+                    else str(answer)})
     return out
 
 

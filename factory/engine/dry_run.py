@@ -14,7 +14,7 @@ from typing import Any
 from factory.core.record import Rejected
 from factory.engine.plan import BuildOptions, Plan
 from factory.engine.wiring import bind_steps, open_backends, open_session
-from factory.steps import StepRunner
+from factory.steps import StepContext, StepRunner
 
 
 @dataclass
@@ -29,12 +29,16 @@ class StepEstimate:
     not_estimated: bool = False
 
 
+async def _no_calls(requests: Any, backend: Any) -> Any:
+    raise AssertionError("a local step asked for a model call")
+
+
 async def estimate(plan: Plan, options: BuildOptions) -> dict[str, dict[str, Any]]:
     async with open_session(options) as llm:  # closes the cache and backends
         cache = llm.cache
         bound = bind_steps(plan, open_backends(plan, llm), llm)
         out = {s.name: StepEstimate() for s in plan.graph.order}
-        for record in plan.records:
+        for record in plan.seed_records():
             fields, pending = dict(record.fields), set()
             for step in plan.graph.order:
                 runner, dispatcher = bound[step.name].runner, bound[step.name].dispatcher
@@ -43,7 +47,13 @@ async def estimate(plan: Plan, options: BuildOptions) -> dict[str, dict[str, Any
                 view = {**fields, **{c: "" for c in unknown}}
                 if any(c not in view for c in step.reads):
                     break  # the build rejects this record as missing a column
-                if type(runner).requests is StepRunner.requests or runner.fans_out:
+                if runner.local and not unknown:  # code only (constrain): run it, no call
+                    made = await runner.run(view, StepContext(record.id, step.name, plan.seed, _no_calls))
+                    if isinstance(made, Rejected):
+                        break
+                    fields.update(made)
+                    continue
+                if type(runner).requests is StepRunner.requests or runner.fans_out or runner.local:
                     est.not_estimated = True
                     break
                 requests = runner.requests(view)

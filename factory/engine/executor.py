@@ -2,19 +2,23 @@
 are ready, so a slow step never holds back an independent branch or another record.
 
 Concurrency is bounded twice: per backend (the dispatcher's slots) and in records in flight (a
-window), so a million seeds do not become a million live tasks.
+window): seeds are pulled from a lazy iterator as records finish, and outcomes come out in input
+order through a small reorder buffer, so a million seeds never become a million live tasks or a
+million records in memory. Set-level steps (barriers) need every record: a graph with one collects
+the set first.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
 from factory.core.errors import StepCrashed
 from factory.core.record import Record, Reject, Rejected, StepTrace
+from factory.engine.tally import summarize
 from factory.llm.dispatch import Dispatcher
 from factory.llm.request import Completion, Request
 from factory.recipe.graph import Graph
@@ -78,6 +82,17 @@ class Stage:
     is_set: bool = False
 
 
+def parts_of(stages: list[Stage]) -> list[list[Stage]]:
+    """Stages grouped for walking: runs of per-record stages, and each set stage alone."""
+    parts: list[list[Stage]] = []
+    for stage in stages:
+        if stage.is_set or not parts or parts[-1][0].is_set:
+            parts.append([stage])
+        else:
+            parts[-1].append(stage)
+    return parts
+
+
 def stages_of(graph: Graph, steps: dict[str, BoundStep]) -> list[Stage]:
     out: list[Stage] = [Stage([])]
     for step in graph.order:
@@ -96,54 +111,142 @@ class Engine:
                  on_step_done: ProgressHook | None = None, seed: int = 0) -> None:
         self.graph = graph
         self.steps = steps
-        self.window = window
+        self.window = window  # seed records in flight at once
+        self.held = 4 * window  # ...and at most this many between the oldest not yet emitted and the newest
         self.seed = seed
         self.on_step_done = on_step_done or (lambda name: None)
         self.stats = {s.name: StepStats(rates=getattr(steps[s.name].runner, "rates", StepStats.rates))
                       for s in graph.order}
         self.stages = stages_of(graph, steps)
+        self.parts = parts_of(self.stages)
+        self.inputs = 0  # seed records pulled so far
 
-    async def run(self, records: list[Record]) -> list[Record | Reject]:
+    async def run(self, records: Iterable[Record]) -> list[Record | Reject]:
+        """``stream`` collected into a list."""
+        return [o async for o in self.stream(records)]
+
+    async def stream(self, records: Iterable[Record],
+                     count: int | None = None) -> AsyncIterator[Record | Reject]:
         """Outcomes in input order (children right after where their parent was; records a set step
-        made after all inputs), whatever order the calls finished in."""
-        position: dict[int, tuple[int, ...]] = {id(r): (i,) for i, r in enumerate(records)}
-        done: list[Record | Reject] = []
-        current = records
-        for stage in self.stages:
-            if stage.is_set:
-                current, rejects = await self._set_stage(stage.steps[0], current)
-                first = 1 + max((p[0] for p in position.values()), default=-1)
-                made = [r for r in current + [j.record for j in rejects] if id(r) not in position]
-                position.update({id(r): (first + k,) for k, r in enumerate(made)})
-                done += rejects
+        made after all inputs), whatever order the calls finished in.
+
+        Per-record stages stream: seeds are pulled lazily, at most ``window`` in flight. A set step
+        needs the whole set, so a graph with one collects every record first (and sorts at the end).
+        ``count``: how many records there are, when known (a Ray executor sizes its chunks by it).
+        """
+        if count is None and isinstance(records, Sized):
+            count = len(records)
+        records = self._counted(records)
+        if not self.parts:
+            for record in records:
+                yield record
+        elif len(self.parts) == 1 and not self.parts[0][0].is_set:
+            async for outs in self.walk(self.parts[0], records, count):
+                for outcome in outs:
+                    yield outcome
+        else:
+            for outcome in await self._materialized(list(records)):
+                yield outcome
+
+    def _counted(self, records: Iterable[Record]) -> Iterator[Record]:
+        for record in records:
+            self.inputs += 1
+            yield record
+
+    async def _materialized(self, records: list[Record]) -> list[Record | Reject]:
+        """Every part over the whole set, each outcome with a position key, sorted at the end."""
+        current: list[tuple[tuple[int, ...], Record]] = [((i,), r) for i, r in enumerate(records)]
+        done: list[tuple[tuple[int, ...], Record | Reject]] = []
+        top = len(records)  # records a set step makes go after every input
+        for part in self.parts:
+            if part[0].is_set:
+                position = {id(r): p for p, r in current}
+                kept, rejects = await self._set_stage(part[0].steps[0], [r for _, r in current])
+                made = [r for r in kept + [j.record for j in rejects] if id(r) not in position]
+                position.update({id(r): (top + k,) for k, r in enumerate(made)})
+                top += len(made)
+                done += [(position[id(j.record)], j) for j in rejects]
+                current = [(position[id(r)], r) for r in kept]
                 continue
-            per_record = await self.walk_stage(stage, current)
-            for record, outs in zip(current, per_record):
-                for k, o in enumerate(outs):  # children sit right after their parent
-                    child = o.record if isinstance(o, Reject) else o
-                    # By id, not identity: a remote executor hands back copies of the same record.
-                    position[id(child)] = position[id(record)] + ((k,) if child.id != record.id else ())
-            walked = [o for outs in per_record for o in outs]
-            done += [o for o in walked if isinstance(o, Reject)]
-            current = [o for o in walked if isinstance(o, Record)]
-        return sorted(done + current,
-                      key=lambda o: position[id(o.record if isinstance(o, Reject) else o)])
+            walked = await self.walk_records(part, [r for _, r in current])
+            following: list[tuple[tuple[int, ...], Record]] = []
+            for (where, record), outs in zip(current, walked):
+                for k, o in enumerate(outs):  # children sit right after where their parent was
+                    same = len(outs) == 1 and (o.record if isinstance(o, Reject) else o).id == record.id
+                    at = where if same else where + (k,)
+                    if isinstance(o, Reject):
+                        done.append((at, o))
+                    else:
+                        following.append((at, o))
+            current = following
+        return [o for _, o in sorted(done + current, key=lambda item: item[0])]
 
-    async def walk_stage(self, stage: Stage, records: list[Record]) -> list[list[Record | Reject]]:
-        """Every record through one per-record stage: its outcomes (itself, children or a reject),
-        one list per input record in input order. The Ray executor overrides this to shard."""
-        gate = asyncio.Semaphore(self.window)
+    async def walk_records(self, stages: list[Stage], records: list[Record]) -> list[list[Record | Reject]]:
+        """``walk`` over a list, collected: one outcome list per input record, in input order."""
+        return [outs async for outs in self.walk(stages, records, len(records))]
 
-        async def one(record: Record) -> list[Record | Reject]:
-            async with gate:
-                return await self._walk(record, stage)
+    async def walk(self, stages: list[Stage], records: Iterable[Record],
+                   count: int | None = None) -> AsyncIterator[list[Record | Reject]]:
+        """Every record through consecutive per-record stages: its outcomes (itself, children or a
+        reject), one list per input record, in input order. At most ``window`` records are in flight;
+        a slow record holds back only the emission of the ones after it (up to ``held`` of them).
+        ``count`` is how many records there are, when known. The Ray executor overrides this."""
+        source = iter(records)
+        queue: deque[asyncio.Task[list[Record | Reject]]] = deque()
+        running = 0
+        wake = asyncio.Event()
+        crashed: list[BaseException] = []  # a step that raised stops the build now, not in turn
 
-        return list(await asyncio.gather(*(one(r) for r in records)))
+        def finished(task: asyncio.Task) -> None:
+            nonlocal running
+            running -= 1
+            if not task.cancelled() and task.exception() is not None:
+                crashed.append(task.exception())
+            wake.set()
 
-    def totals(self, outcomes: list[Record | Reject], input_count: int) -> dict[str, Any]:
-        created = sum(s.created for s in self.stats.values())
-        consumed = sum(s.consumed for s in self.stats.values())
+        more = True
+        try:
+            while True:
+                while more and running < self.window and len(queue) < self.held:
+                    record = next(source, None)
+                    if record is None:
+                        more = False
+                        break
+                    task = asyncio.ensure_future(self._walk_chain(record, stages))
+                    task.add_done_callback(finished)
+                    running += 1
+                    queue.append(task)
+                if crashed:
+                    raise crashed[0]
+                if not queue:
+                    return
+                if queue[0].done():
+                    yield queue.popleft().result()
+                    continue
+                wake.clear()
+                await wake.wait()
+        finally:
+            for task in queue:
+                task.cancel()
+
+    async def _walk_chain(self, record: Record, stages: list[Stage]) -> list[Record | Reject]:
+        """One record through ``stages``; a fan-out's children walk the rest side by side."""
+        outs = await self._walk(record, stages[0])
+        if len(stages) == 1:
+            return outs
+        rest = stages[1:]
+        if len(outs) == 1:
+            return await self._walk_chain(outs[0], rest) if isinstance(outs[0], Record) else outs
+        children = [self._walk_chain(o, rest) for o in outs if isinstance(o, Record)]
+        walked = iter(await asyncio.gather(*children))
+        return [x for o in outs for x in (next(walked) if isinstance(o, Record) else [o])]
+
+    def totals(self, outcomes: Iterable[Record | Reject], input_count: int) -> dict[str, Any]:
+        created, consumed = self.created_consumed()
         return summarize(outcomes, input_count, created, consumed)
+
+    def created_consumed(self) -> tuple[int, int]:
+        return (sum(s.created for s in self.stats.values()), sum(s.consumed for s in self.stats.values()))
 
     async def _walk(self, record: Record, stage: Stage) -> list[Record | Reject]:
         names = {s.name for s in stage.steps}
@@ -202,6 +305,8 @@ class Engine:
 
         async def ask(requests: list[Request], backend: str | None) -> list[Completion]:
             dispatcher = bound.dispatcher_for(backend)
+            if len(requests) == 1:  # the common case: no task for a gather of one
+                return [await dispatcher.complete(requests[0])]
             return list(await asyncio.gather(*(dispatcher.complete(r) for r in requests)))
 
         return StepContext(record_id, name, self.seed, ask)
@@ -217,8 +322,10 @@ class Engine:
         self.stats[name].figures.update(ctx.counters)
         if isinstance(result, Rejected):
             return Reject(record, name, result.reason, result.detail, result.raw)
-        trace = StepTrace(name, bound.dispatcher.backend.name, bound.dispatcher.backend.model_id,
-                          ctx.prompt_hashes)
+        backend = bound.dispatcher.backend
+        # A code-only step (constrain) names no backend or model in the lineage: none answered it.
+        trace = StepTrace(name, "none", "none", []) if runner.local else \
+            StepTrace(name, backend.name, backend.model_id, ctx.prompt_hashes)
         if isinstance(result, list):  # fan-out: one child record per field dict
             if not runner.fans_out:
                 raise TypeError(f"step {name} returned several records but does not fan out")
@@ -261,26 +368,3 @@ class Engine:
             rejects.append(Reject(record, step.name, why.reason, why.detail, why.raw))
         self.on_step_done(step.name)
         return outcome.records, rejects
-
-
-def summarize(outcomes: list[Record | Reject], input_count: int | None = None, created: int = 0,
-              consumed: int = 0) -> dict[str, Any]:
-    """input + created = kept + rejected + failed + consumed, with counts per (step, reason)."""
-    by_reason: dict[str, Counter] = defaultdict(Counter)
-    kept = rejected = failed = 0
-    for o in outcomes:
-        if isinstance(o, Reject):
-            by_reason[o.step][o.reason] += 1
-            failed += o.failed
-            rejected += not o.failed
-        else:
-            kept += 1
-    input_count = len(outcomes) - created + consumed if input_count is None else input_count
-    if input_count + created != kept + rejected + failed + consumed:
-        raise AssertionError(f"records lost: {input_count} in + {created} created != {kept} kept + "
-                             f"{rejected} rejected + {failed} failed + {consumed} consumed")
-    out = {"input": input_count, "kept": kept, "rejected": rejected, "failed": failed,
-           "dropped_by_step": {s: dict(sorted(c.items())) for s, c in sorted(by_reason.items())}}
-    if created or consumed:
-        out.update(created=created, consumed=consumed)
-    return out

@@ -1,17 +1,21 @@
-"""A build's plan: the recipe loaded and checked, its seed records and graph, where it writes.
+"""A build's plan: the recipe loaded and checked, its graph, its seeds, where it writes.
 
 Nothing is called while planning: every recipe error surfaces here, before the first LLM call.
+The seeds are scanned once (every row parses, their count and columns are known) but not kept:
+a build reads them again lazily, record by record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from factory.core.record import Record, seed_record_id
 from factory.recipe.graph import Graph, build_graph
 from factory.recipe.loader import LoadedRecipe, load_recipe
-from factory.recipe.seeds import load_seeds
+from factory.recipe.seeds import iter_seeds, scan_seeds
 from factory.recipe.spec import Recipe
 
 
@@ -35,27 +39,34 @@ class Plan:
 
     loaded: LoadedRecipe
     graph: Graph
-    records: list[Record]
     seed: int
     output: Path
+    limit: int | None = None  # --limit: only the first N seed rows
+    seed_count: int = 0  # rows ``seed_records`` yields (from the planning scan)
 
     @property
     def recipe(self) -> Recipe:
         return self.loaded.recipe
 
+    def seed_rows(self) -> Iterator[dict[str, Any]]:
+        return iter_seeds(self.loaded, self.limit)
+
+    def seed_records(self) -> Iterator[Record]:
+        """The seed records, lazily, in file order; ids are stable across runs."""
+        name = self.recipe.name
+        for i, row in enumerate(self.seed_rows()):
+            yield Record(seed_record_id(name, i, row), row, name)
+
 
 def plan_build(recipe_path: str | Path, options: BuildOptions) -> Plan:
     loaded = load_recipe(recipe_path)
     check_code_refs(loaded, options.trust_code)
-    rows = load_seeds(loaded, options.limit)
-    columns = {c for row in rows for c in row}
-    graph = build_graph(loaded, columns)
+    scan = scan_seeds(loaded, options.limit)
+    graph = build_graph(loaded, scan.columns)
     recipe = loaded.recipe
-    records = [Record(seed_record_id(recipe.name, i, row), dict(row), recipe.name)
-               for i, row in enumerate(rows)]
     seed = recipe.seed if options.seed is None else options.seed
     output = options.output or Path(recipe.outputs.dir or f"datasets/{recipe.name}")
-    return Plan(loaded, graph, records, seed, output)
+    return Plan(loaded, graph, seed, output, options.limit, scan.count)
 
 
 def check_code_refs(loaded: LoadedRecipe, trust_code: bool) -> None:

@@ -1,11 +1,12 @@
 """``factory build --executor ray``: the same graph, its per-record stages sharded over Ray actors.
 
 The driver keeps the graph, the set-level (barrier) steps, the stats and the output writing. Each
-per-record stage is cut into chunks of consecutive records; every chunk goes to one of the workers
-(a Ray actor per worker, each with its own backend instances: one vLLM engine per GPU, one HTTP
-client per worker). A chunk comes back as one outcome list per input record and is put back in
-input order, so the dataset is byte-identical to the local executor's whatever the worker count:
-randomness is already per (seed, record id, step), never per process.
+run of per-record stages is fed chunks of consecutive records, pulled from the seed stream a few
+chunks ahead; every chunk goes to one of the workers (a Ray actor per worker, each with its own
+backend instances: one vLLM engine per GPU, one HTTP client per worker). A chunk comes back as one
+outcome list per input record and is put back in input order, so the dataset is byte-identical to
+the local executor's whatever the worker count: randomness is already per (seed, record id, step),
+never per process.
 
 Cache: every worker opens the SAME SQLite request cache and commits each call the moment it
 returns, exactly like the local executor. A killed worker loses only its in-flight calls; Ray
@@ -18,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from factory.core.errors import FactoryError
@@ -87,13 +91,13 @@ class StageWorker:
     def counters(self) -> dict[str, dict[str, Any]]:
         return {k: b.counters() for k, b in self.backends.items()}
 
-    async def walk(self, stage_index: int, records: list[Record]) -> tuple[list, dict, dict]:
+    async def walk(self, part_index: int, records: list[Record]) -> tuple[list, dict, dict]:
         # Fresh dispatcher views per chunk: slots, cache and in-flight calls are shared, the
         # counts are the chunk's own (a retried chunk must not count a dead worker's calls twice).
         bound = {n: BoundStep(b.runner, b.dispatcher.for_step(),
                               {k: d.for_step() for k, d in b.others.items()}) for n, b in self.bound.items()}
         engine = Engine(self.plan.graph, bound, window=self.window, seed=self.plan.seed)
-        outs = await engine.walk_stage(engine.stages[stage_index], records)
+        outs = await engine.walk_records(engine.parts[part_index], records)
         stats = {n: {k: v for k, v in vars(s).items() if k != "rates"} for n, s in engine.stats.items()}
         calls = {n: (b.dispatcher.stats, {k: d.stats for k, d in b.others.items()}) for n, b in bound.items()}
         return outs, stats, calls
@@ -119,49 +123,65 @@ class RemoteBackend(Backend):
 
 
 class RayEngine(Engine):
-    """The local engine with ``walk_stage`` sharded over the workers; set stages stay here."""
+    """The local engine with ``walk`` sharded over the workers; set stages stay here."""
 
     def __init__(self, *args: Any, actors: list[Any], chunk: int | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.actors = actors
         self.chunk = chunk
-        self._alive: list[Record] = []  # positions are keyed by id(): keep the inputs alive
         self.backends: dict[str, Backend] = {}
 
-    async def run(self, records: list[Record]) -> list[Record | Reject]:
+    async def stream(self, records: Iterable[Record],
+                     count: int | None = None) -> AsyncIterator[Record | Reject]:
         try:
-            return await super().run(records)
+            async for outcome in super().stream(records, count):
+                yield outcome
         finally:  # counters for run.json, then free the workers' CPUs/GPUs for the QC chain
             await _sum_counters(_ray(), self.actors, self.backends)
             for actor in self.actors:
                 _ray().kill(actor)
 
-    async def walk_stage(self, stage: Stage, records: list[Record]) -> list[list[Record | Reject]]:
+    async def walk(self, stages: list[Stage], records: Iterable[Record],
+                   count: int | None = None) -> AsyncIterator[list[Record | Reject]]:
+        """Chunks of consecutive records to the workers (two in flight per worker), results back in
+        input order; at most a few chunks per worker are pulled from ``records`` ahead."""
         ray = _ray()
-        self._alive += records
-        index = self.stages.index(stage)
-        size = self.chunk or max(1, min(256, math.ceil(len(records) / (4 * len(self.actors)))))
-        chunks = [records[i:i + size] for i in range(0, len(records), size)]
-        results: list[list[list[Record | Reject]]] = [[] for _ in chunks]
-        todo = list(range(len(chunks)))[::-1]
+        index = self.parts.index(stages)
+        per_actor = 4 * len(self.actors)
+        size = self.chunk or (max(1, min(256, math.ceil(count / per_actor))) if count else 256)
+        source = iter(records)
+        slots: asyncio.Queue[Any] = asyncio.Queue()
+        for actor in self.actors * 2:  # two pullers per actor keep every worker busy
+            slots.put_nowait(actor)
 
-        async def feed(actor: Any) -> None:  # two pullers per actor keep every worker busy
-            while todo:
-                i = todo.pop()
-                try:
-                    outs, stats, calls = await actor.walk.remote(index, chunks[i])
-                except ray.exceptions.RayTaskError as exc:  # the chunk raised: not retried
-                    raise FactoryError(f"Ray worker: {str(exc).strip().splitlines()[-1]}") from None
-                except ray.exceptions.RayError as exc:  # the worker died more than RETRIES times
-                    raise FactoryError(f"a Ray worker failed {RETRIES + 1} times ({type(exc).__name__}); "
-                                       "finished calls are cached: rerun to resume") from None
-                results[i] = outs
-                self._merge(stage, stats, calls)
+        async def run_chunk(chunk: list[Record]) -> list[list[Record | Reject]]:
+            actor = await slots.get()
+            try:
+                outs, stats, calls = await actor.walk.remote(index, chunk)
+            except ray.exceptions.RayTaskError as exc:  # the chunk raised: not retried
+                raise FactoryError(f"Ray worker: {str(exc).strip().splitlines()[-1]}") from None
+            except ray.exceptions.RayError as exc:  # the worker died more than RETRIES times
+                raise FactoryError(f"a Ray worker failed {RETRIES + 1} times ({type(exc).__name__}); "
+                                   "finished calls are cached: rerun to resume") from None
+            finally:
+                slots.put_nowait(actor)
+            self._merge(stages, stats, calls)
+            return outs
 
-        await asyncio.gather(*(feed(a) for a in self.actors for _ in range(2)))
-        return [outs for chunk in results for outs in chunk]
+        queue: deque[asyncio.Task[list[list[Record | Reject]]]] = deque()
+        try:
+            while True:
+                while len(queue) < per_actor and (chunk := list(islice(source, size))):
+                    queue.append(asyncio.ensure_future(run_chunk(chunk)))
+                if not queue:
+                    return
+                for outs in await queue.popleft():
+                    yield outs
+        finally:
+            for task in queue:
+                task.cancel()
 
-    def _merge(self, stage: Stage, stats: dict[str, dict], calls: dict[str, tuple]) -> None:
+    def _merge(self, stages: list[Stage], stats: dict[str, dict], calls: dict[str, tuple]) -> None:
         for name, part in stats.items():
             mine = self.stats[name]
             for key, value in part.items():
@@ -173,7 +193,7 @@ class RayEngine(Engine):
             self.steps[name].dispatcher.stats.add(own)
             for key, st in others.items():
                 self.steps[name].others[key].stats.add(st)
-        for step in stage.steps:  # progress: one tick per record that reached the step
+        for step in (s for stage in stages for s in stage.steps):  # progress: a tick per record
             for _ in range(stats[step.name]["entered"] + stats[step.name]["skipped"]):
                 self.on_step_done(step.name)
 
@@ -204,8 +224,7 @@ async def open_ray_engine(plan: Plan, options: BuildOptions, llm: LLMSession, st
     options = replace(options, cache_path=(options.cache_path or default_cache_path()).resolve())
     count, resources = worker_count(ray, plan, options.workers)
     remote = ray.remote(max_restarts=RETRIES, max_task_retries=RETRIES, **resources)(StageWorker)
-    shipped = replace(plan, records=[])  # workers need the graph and backends, not the seeds
-    actors = [remote.remote(shipped, options) for _ in range(count)]
+    actors = [remote.remote(plan, options) for _ in range(count)]  # the plan holds no seed rows
     stack.callback(lambda: [ray.kill(a) for a in actors])  # also on errors before the run
     try:
         identity = await actors[0].identity.remote()

@@ -28,9 +28,10 @@ def size_category(rows: int) -> str:
 
 
 def render_card(recipe: Recipe, recipe_path: Path, graph: Graph, stats: dict[str, Any],
-                models: dict[str, str]) -> str:
+                models: dict[str, str], sections: list[str] | None = None) -> str:
     """Card text; ``{split_configs}`` and ``{split_table}`` are filled in by the writer once split
-    sizes are known (a split with no rows has no file, so no config)."""
+    sizes are known (a split with no rows has no file, so no config). ``sections``: markdown the
+    steps add (``StepRunner.card_section``), after the counts."""
     size = size_category(stats["totals"]["kept"])
     digest = hashlib.sha256(recipe_path.read_bytes()).hexdigest()[:12]
     backends = [("default", recipe.backend)] + list(recipe.backends.items())
@@ -87,7 +88,7 @@ the hash of each prompt). Load one with
 | step | reason | records |
 |---|---|---|
 {reasons}
-"""
+""" + "".join(f"\n{section.strip()}\n" for section in sections or [])
 
 
 def review_card(review: dict[str, Any]) -> str:

@@ -83,10 +83,15 @@ class StepRunner:
         return self.spec.name
 
     fans_out: bool = False  # True when ``run`` may return a list of child field dicts
+    local: bool = False  # True when the step calls no model (code only): the dry run runs it too
 
     def rates(self, figures: Counter) -> dict[str, float]:
         """Rates derived from the step's summed figures once the build is done (e.g. pass@k)."""
         return {}
+
+    def card_section(self, figures: Counter) -> str:
+        """Markdown the dataset card adds for this step (e.g. the constraints attached); '' for none."""
+        return ""
 
     def requests(self, fields: dict[str, Any]) -> list[Request] | Rejected:
         """The LLM calls this record needs (or a rejection that needs no call)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def resample_plan(plan: Plan, model: str, adapters: list[Path], round_no: int) -
     block["options"] = {**block.get("options", {}), "adapters": [str(a) for a in adapters]}
     recipe = plan.recipe.model_copy(update={"backend": BackendBlock(**block)})
     loaded = LoadedRecipe(recipe, plan.loaded.path, plan.loaded.doc)
-    return Plan(loaded, plan.graph, plan.records, plan.seed, plan.output / f"round_{round_no}")
+    return replace(plan, loaded=loaded, output=plan.output / f"round_{round_no}")
 
 
 def train_stage(method: str, dataset: Path, base_adapters: list[Path], out: Path, plan: Plan,
