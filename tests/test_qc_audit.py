@@ -99,3 +99,36 @@ def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("per", ["token", "char"])
+def test_perplexity_histogram_draws_every_row_per_token_and_per_char(per, tmp_path):
+    """The issue's case: 220 prompt/response rows, perplexity scored per token or per character;
+    the histogram's bars hold every row (it used to draw axes and the cut line only)."""
+    from tiny_model import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "tiny")
+    prompts = [json.loads(line)["prompt"] for line in SEEDS.read_text().splitlines()]
+    rows = [{"prompt": prompts[i % len(prompts)], "response": f"Answer {i}: " + "word " * (i % 17 + 3)}
+            for i in range(220)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(f"filters:\n  - {{filter: perplexity, column: response, prompt_column: prompt, "
+                     f"per: {per}, model: {model}}}\n")
+    page = tmp_path / "audit.html"
+    env = {**os.environ, "FACTORY_CACHE_DIR": str(tmp_path / "cache")}
+    result = run_cli("audit", str(data), "--chain", str(chain), "--output", str(page), env=env)
+    assert result.returncode == 0, result.stderr
+    driver = chromium_driver()
+    try:
+        driver.get(page.as_uri())
+        plots = plot_points(driver)
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+    assert not errors, errors
+    assert_every_plot_shows_its_data(plots)
+    inputs = {p["title"]: [t["input"] for t in p["traces"]] for p in plots}
+    assert inputs["perplexity: histogram"] == [220], inputs
