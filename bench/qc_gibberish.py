@@ -17,8 +17,8 @@ rows whatever the data holds.
     python bench/qc_gibberish.py [--per-kind 12] [--chain filters/default.yaml] [--threads 2]
                                  [--scores FILE]
 
-The perplexity pass over ~610 texts is most of the time: 1764 s measured on 2 cores shared with
-other jobs (load average 5-9), about 14 minutes of CPU time. ``--scores FILE`` keeps the model's
+The perplexity pass over ~610 texts is most of the time: 1764 s and 1800 s in two runs on 2 cores
+shared with other jobs (load average 1.5-9), about 14 minutes of CPU time. ``--scores FILE`` keeps the model's
 token scores after a pass and reuses them (seconds) to compare cuts on the same scores.
 """
 
