@@ -7,7 +7,7 @@ framings of the prompt (none; ``prompt + newline``; the model's chat template, p
 turn) and three statistics (per token, per character, the worst 8-token window). Prints, per
 combination, the ROC AUC real vs corrupted (mean and worst kind) and the share of corrupted
 answers above the 97th percentile of the real ones. Answers are cut at 192 tokens and prompts at
-their last 128 (about 13 minutes on 2 busy cores).
+their last 128 (390 s on 2 cores at load ~1.5; about 13 minutes when busy).
 
     python bench/qc_perplexity_framing.py
 """
