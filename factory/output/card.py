@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from factory import __version__
+from factory.output.diversity_card import diversity_section, samplers_section
 from factory.recipe.graph import Graph
 from factory.recipe.spec import Recipe
 
@@ -87,7 +88,7 @@ the hash of each prompt). Load one with
 | step | reason | records |
 |---|---|---|
 {reasons}
-"""
+""" + samplers_section(stats.get("samplers")) + diversity_section(stats.get("diversity"))
 
 
 def review_card(review: dict[str, Any]) -> str:
