@@ -227,13 +227,14 @@ def _diversity_tally(plan: Plan) -> Any:
     are kept (``filters.diversity``; out of the hot path: a few dict lookups per record)."""
     from filters.diversity import DiversityTally
 
-    columns = []
+    columns, maybe = [], []
     for spec in plan.recipe.outputs.splits.values():
         if spec.format != "columns":
             columns += [spec.prompt, spec.chosen if spec.format == "dpo" else spec.completion]
+        maybe += spec.columns  # extra columns: measured when they hold text, not labels
     samplers = plan.recipe.samplers
     axes = samplers.sampled_columns() if samplers is not None else []
-    return DiversityTally(list(dict.fromkeys(columns)), axes, plan.seed)
+    return DiversityTally(list(dict.fromkeys(columns)), axes, plan.seed, maybe=list(dict.fromkeys(maybe)))
 
 
 def _diversity_stats(plan: Plan, generated: Any) -> dict[str, Any]:

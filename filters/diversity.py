@@ -158,11 +158,15 @@ class Reservoir:
 
 class DiversityTally:
     """Streams of records in, a sample of each text column and the values of each sampler axis
-    counted; ``figures`` at the end. ``columns`` None: every column that holds text."""
+    counted. ``columns``: the columns to measure (None: every column that holds text); ``maybe``:
+    more columns, measured only if they hold text rather than labels."""
 
     def __init__(self, columns: list[str] | None, axes: list[str], seed: int = 0,
-                 size: int = SAMPLE_TEXTS) -> None:
-        self.columns, self.axes, self.seed, self.size = columns, axes, seed, size
+                 size: int = SAMPLE_TEXTS, maybe: list[str] | None = None) -> None:
+        self.axes, self.seed, self.size = axes, seed, size
+        self.sure = columns
+        self.maybe = [c for c in maybe or [] if c not in (columns or [])]
+        self.columns = None if columns is None else columns + self.maybe
         self.samples: dict[str, Reservoir] = {}
         self.words: dict[str, int] = {}
         self.values: dict[str, set[str]] = {a: set() for a in axes}
@@ -186,9 +190,10 @@ class DiversityTally:
     def text_columns(self, min_words: float = 3.0) -> list[str]:
         """The columns asked for that held text; or, when none were named, the columns whose
         values are text rather than labels (a mean of at least ``min_words`` words)."""
-        if self.columns is not None:
-            return [c for c in self.columns if c in self.samples]
-        return [c for c, r in self.samples.items() if r.seen and self.words[c] / r.seen >= min_words]
+        wordy = [c for c, r in self.samples.items() if r.seen and self.words[c] / r.seen >= min_words]
+        if self.sure is not None:
+            return [c for c in self.sure if c in self.samples] + [c for c in self.maybe if c in wordy]
+        return wordy
 
 
 def hash_seed(seed: int, name: str) -> int:

@@ -28,8 +28,10 @@ from factory.recipe.samplers_spec import PersonaSampler, TopicTreeSampler
 Ask = Callable[[str, list[Request]], Awaitable[list[Completion | None]]]
 
 TREE_SYSTEM = "You organise a subject into distinct, concrete subtopics."
-TREE_PROMPT = ('List {branching} distinct subtopics of "{topic}"{within}. Each is a short noun phrase '
-               '(2 to 6 words); no two overlap. Reply with JSON only: {{"subtopics": ["...", "..."]}}')
+TREE_PROMPT = ('Name {branching} different, specific parts of the subject "{topic}"{within} that people '
+               'ask questions about. Reply with JSON only, a list of {branching} short phrases under the '
+               'key "subtopics".')
+TREE_ATTEMPTS = 3  # a node whose reply lists no subtopic is asked again (next sample index), then left a leaf
 PERSONA_SYSTEM = "You write short, concrete persona descriptions."
 PERSONA_PROMPT = ("Describe one person from this group: {describe}. One or two sentences: who they are, "
                   'what they do, what they need. Reply with JSON only: {{"persona": "..."}}')
@@ -71,7 +73,8 @@ def clean_topic(text: Any) -> str:
 
 
 def subtopics(text: str, parent: str, limit: int) -> list[str]:
-    """The subtopics a reply lists: its JSON, or else one per line; duplicates and the parent out."""
+    """The subtopics a reply lists: its JSON, or else one per line; duplicates, the parent, and
+    anything that is not a short phrase (JSON debris, sentences) out."""
     data = json_object(text)
     items = data.get("subtopics") if data else None
     if not isinstance(items, list):
@@ -80,7 +83,8 @@ def subtopics(text: str, parent: str, limit: int) -> list[str]:
     out = []
     for item in items:
         topic = clean_topic(item)
-        if len(topic) >= 2 and topic.lower() not in seen:
+        phrase = not re.search(r'[{}\[\]":]', topic) and len(topic.split()) <= 8
+        if phrase and len(topic) >= 2 and topic.lower() not in seen:
             seen.add(topic.lower())
             out.append(topic)
     return out[:limit]
@@ -89,20 +93,27 @@ def subtopics(text: str, parent: str, limit: int) -> list[str]:
 async def draft_tree(spec: TopicTreeSampler, params: SamplingParams, ask: Ask) -> tuple[list[tuple[str, ...]],
                                                                                          DraftReport]:
     """Leaves (as paths from the root) of the tree grown level by level; each level's nodes are
-    asked at once. A node whose reply lists no subtopic stays a leaf."""
+    asked at once. A node whose replies list no subtopic in ``TREE_ATTEMPTS`` tries stays a leaf."""
     report = DraftReport()
     level: list[tuple[str, ...]] = [(spec.root,)]
     leaves: list[tuple[str, ...]] = []
     for _ in range(spec.depth):
-        requests = [_tree_request(spec, path, params) for path in level]
-        replies = await _asked(spec, ask, requests, report)
+        children: dict[tuple[str, ...], list[str]] = {}
+        asking = list(level)
+        for attempt in range(TREE_ATTEMPTS):
+            requests = [_tree_request(spec, path, params, attempt) for path in asking]
+            replies = await _asked(spec, ask, requests, report)
+            for path, reply in zip(asking, replies):
+                children[path] = subtopics(reply.text, path[-1], spec.branching) if reply is not None else []
+            # Ask again only what was answered but unreadable (a dry run's missing answer is not).
+            asking = [p for p, r in zip(asking, replies) if r is not None and not children[p]]
+            if not asking:
+                break
+        report.unreadable += len(asking)
         nxt = []
-        for path, reply in zip(level, replies):
-            children = subtopics(reply.text, path[-1], spec.branching) if reply is not None else []
-            if reply is not None and not children:
-                report.unreadable += 1
-            if children:
-                nxt.extend(path + (c,) for c in children)
+        for path in level:
+            if children[path]:
+                nxt.extend(path + (c,) for c in children[path])
             else:
                 leaves.append(path)
         level = nxt
@@ -113,11 +124,12 @@ async def draft_tree(spec: TopicTreeSampler, params: SamplingParams, ask: Ask) -
     return leaves, report
 
 
-def _tree_request(spec: TopicTreeSampler, path: tuple[str, ...], params: SamplingParams) -> Request:
+def _tree_request(spec: TopicTreeSampler, path: tuple[str, ...], params: SamplingParams,
+                  attempt: int = 0) -> Request:
     within = f" (within: {' > '.join(path[:-1])})" if len(path) > 1 else ""
     prompt = TREE_PROMPT.format(branching=spec.branching, topic=path[-1], within=within)
     return Request.chat([{"role": "system", "content": TREE_SYSTEM}, {"role": "user", "content": prompt}],
-                        params, json_schema=tree_schema(spec.branching))
+                        params, sample_index=attempt, json_schema=tree_schema(spec.branching))
 
 
 async def draft_personas(spec: PersonaSampler, params: SamplingParams, ask: Ask) -> tuple[list[str],
