@@ -102,7 +102,8 @@ def test_samplers_beside_a_seed_file(tmp_path, write_recipe):
                                                                         for r in drawn)
 
 
-TREE = """    - {name: topic, type: topic_tree, root: cooking, depth: 2, branching: 3, path_column: topic_path}
+TREE = """    - {name: topic, type: topic_tree, root: cooking, depth: 2, branching: 3,
+       path_column: topic_path}
     - {name: persona, type: persona, draft: 4, describe: home cooks}
 """
 
@@ -140,7 +141,8 @@ def test_drafted_pools_are_cached_and_counted(tmp_path, write_recipe, cache_env)
 
 
 def test_a_failed_drafting_call_stops_the_build_before_any_step(tmp_path, write_recipe, cache_env):
-    text = axes_recipe(count=10, extra=TREE).replace("  options:\n", "  options:\n    fail_match: home cooks\n")
+    text = axes_recipe(count=10, extra=TREE).replace(
+        "  options:\n", "  options:\n    fail_match: home cooks\n")
     done = run_cli("build", str(write_recipe(text)), "--output", str(tmp_path / "o"), env=cache_env)
     assert done.returncode == 1
     said = (done.stdout + done.stderr).strip()
@@ -222,3 +224,20 @@ def test_count_and_seeds_are_one_or_the_other(tmp_path, write_recipe, cache_env)
     neither = axes_recipe().replace("  count: 40\n", "")
     said = run_cli("validate", str(write_recipe(neither)), env=cache_env)
     assert said.returncode == 2 and "give 'seeds' or 'samplers' with a 'count'" in said.stdout + said.stderr
+
+
+@pytest.mark.parametrize("name", ["samplers", "magpie"])
+def test_example_recipes_build_on_the_fake_backend(tmp_path, cache_env, name):
+    from conftest import ROOT
+
+    text = (ROOT / "recipes" / f"{name}.yaml").read_text()
+    assert "name: llama_cpp\n  model: embedded\n" in text
+    text = text.replace("name: llama_cpp\n  model: embedded\n", "name: fake\n").replace(
+        "../datasets/seeds/personas.txt", str(ROOT / "datasets" / "seeds" / "personas.txt"))
+    recipe = tmp_path / f"{name}.yaml"
+    recipe.write_text(text)
+    done = run_cli("build", str(recipe), "--limit", "6", "--output", str(tmp_path / "o"), env=cache_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    stats = json.loads((tmp_path / "o" / "stats.json").read_text())
+    assert stats["totals"]["input"] == 6 and stats["samplers"]["rows"] == 6
+    assert len(read_jsonl(tmp_path / "o" / "sft.jsonl")) == stats["totals"]["kept"]
