@@ -135,9 +135,8 @@ def test_llama_cpp_prefix_comes_from_the_gguf_template_without_loading_weights()
 
 def test_transformers_sends_a_raw_prompt_as_is(tmp_path):
     pytest.importorskip("transformers")
-    from tiny_model import build_tiny_llama
-
     from factory.llm.backends.transformers_backend import TransformersBackend
+    from tiny_model import build_tiny_llama
 
     folder = build_tiny_llama(tmp_path / "tiny")
     backend = TransformersBackend(BackendSettings(str(folder), 2, {}))
