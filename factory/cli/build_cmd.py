@@ -149,6 +149,18 @@ def _print_summary(result: BuildResult) -> None:
         if s.get("rates"):
             out.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s["rates"].items()),
                       markup=False, highlight=False)
+    for name, j in stats.get("judges", {}).items():
+        if j.get("measured"):
+            from factory.steps.judge_measure import headline
+
+            out.print(f"{name}: mode {j['mode']}; on {j['agreement']['n']} sanity pairs: "
+                      f"{headline(j)}", markup=False, highlight=False)
+        else:
+            out.print(f"{name}: mode {j['mode']}; judge not measured ({j.get('why')})", markup=False,
+                      highlight=False)
+        if j.get("warning"):
+            err.print(f"warning: judge gate: {j['warning']}", style="yellow", markup=False,
+                      highlight=False)
     out.print("splits: " + ", ".join(f"{n} {c['rows']} rows" for n, c in stats["splits"].items()),
               markup=False, highlight=False)
     for key, c in result.calls.items():  # recipe backend keys, then QC judges (qc.reward, ...)

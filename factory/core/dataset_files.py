@@ -355,6 +355,29 @@ def text_rows(split: Split, layout: Layout, fmt: str) -> list[dict[str, str]]:
     return out
 
 
+def judge_pair_texts(split: Split, layout: Layout) -> list[dict[str, Any]]:
+    """Labelled pairs as a judge reads them: ``question`` (the user turn; for a multi-turn prompt,
+    the conversation so far as ``User:`` / ``Assistant:`` lines), ``chosen`` and ``rejected``
+    (the last answer's text) and ``turns`` (user turns in the prompt)."""
+    out = []
+    for i, row in enumerate(split.rows):
+        where = split.where(i)
+        prompt, chosen, rejected = _pair(row, layout, where)
+        if not prompt:
+            raise FactoryError(f"{where}: no prompt: add a 'prompt' column, or give chosen and "
+                               "rejected as whole conversations that share everything up to the last "
+                               "user turn")
+        good, bad = as_text(chosen), as_text(rejected)
+        if good is None or bad is None:
+            raise FactoryError(f"{where}: 'chosen' and 'rejected' must hold text")
+        users = sum(m["role"] == "user" for m in prompt)
+        single = users == 1 and not any(m["role"] == "assistant" for m in prompt)
+        question = _last_user(prompt) if single else "\n\n".join(
+            f"{m['role'].capitalize()}: {m['content']}" for m in prompt if m["role"] != "system")
+        out.append({"question": question, "chosen": good, "rejected": bad, "turns": users})
+    return out
+
+
 def _scalar_text(value: Any) -> str | None:
     return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else as_text(value)
 

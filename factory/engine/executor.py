@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from factory.core.errors import StepCrashed
+from factory.core.errors import FactoryError, StepCrashed
 from factory.core.record import Record, Reject, Rejected, StepTrace
 from factory.llm.dispatch import Dispatcher
 from factory.llm.request import Completion, Request
@@ -85,6 +85,8 @@ def stages_of(graph: Graph, steps: dict[str, BoundStep]) -> list[Stage]:
         if isinstance(runner, SetRunner):
             out += [Stage([step], is_set=True), Stage([])]
             continue
+        if runner.needs_all_inputs() and out[-1].steps:  # its prepare() sees every record first
+            out.append(Stage([]))
         out[-1].steps.append(step)
         if runner.fans_out:
             out.append(Stage([]))
@@ -117,6 +119,7 @@ class Engine:
                 position.update({id(r): (first + k,) for k, r in enumerate(made)})
                 done += rejects
                 continue
+            await self._prepare(stage.steps[0], current)
             per_record = await self.walk_stage(stage, current)
             for record, outs in zip(current, per_record):
                 for k, o in enumerate(outs):  # children sit right after their parent
@@ -227,6 +230,20 @@ class Engine:
             return FanOut(result, trace)
         record.fields.update(result)
         return trace
+
+    async def _prepare(self, step: Step, records: list[Record]) -> None:
+        """A step that needs all its inputs first (a judge's gate) sees them before it runs."""
+        runner = self.steps[step.name].runner
+        if not runner.needs_all_inputs():
+            return
+        ctx = self._context(step.name, "")
+        try:
+            await runner.prepare(records, ctx)
+        except FactoryError:
+            raise
+        except Exception as exc:
+            raise StepCrashed(step.name, "", exc) from exc
+        self.stats[step.name].figures.update(ctx.counters)
 
     async def _set_stage(self, step: Step, records: list[Record]) -> tuple[list[Record], list[Reject]]:
         bound = self.steps[step.name]

@@ -226,9 +226,10 @@ async def open_ray_engine(plan: Plan, options: BuildOptions, llm: LLMSession, st
 
 
 def _is_set(step: Any) -> bool:
+    """Steps the driver runs itself: set steps, and a step's ``prepare`` (a judge's gate)."""
     from factory.steps import STEP_KINDS
 
-    return issubclass(STEP_KINDS[step.kind], SetRunner)
+    return issubclass(STEP_KINDS[step.kind], SetRunner) or step.needs_all_inputs()
 
 
 def _only_steps(plan: Plan, keys: set[str]) -> Any:

@@ -4,6 +4,11 @@ cache key that identifies a request whatever the batching.
 A request is chat messages + sampling params + a sample index. The sample index lets a step ask
 for several independent samples of the same prompt; it is part of the cache key and of the
 per-request random seed, so sample 3 is the same text whether it was made alone or in a batch.
+
+Log-probabilities: ``logprobs`` asks for the chosen token's log-probability at each generated
+position; ``top_logprobs=k`` for the k most likely tokens there (text -> log-probability of the
+model's raw distribution, before any grammar or top-k/top-p), with each generated token's text, so
+a judge can read P("A") vs P("B") where it wrote its verdict.
 """
 
 from __future__ import annotations
@@ -43,14 +48,16 @@ class Request:
     # A JSON schema (as canonical JSON text) the answer must follow. Backends that can constrain
     # decoding (llama.cpp grammars, structured outputs) enforce it; others may only be asked.
     json_schema: str | None = None
+    top_logprobs: int = 0  # k alternatives per generated position (0: none)
 
     @classmethod
     def chat(cls, messages: list[dict[str, str]], params: SamplingParams, sample_index: int = 0,
-             logprobs: bool = False, json_schema: dict[str, Any] | None = None) -> "Request":
+             logprobs: bool = False, json_schema: dict[str, Any] | None = None,
+             top_logprobs: int = 0) -> "Request":
         # Key order is kept: it is the order a constrained decoder writes the fields in.
         schema = json.dumps(json_schema) if json_schema is not None else None
         return cls(tuple((m["role"], m["content"]) for m in messages), params, sample_index,
-                   logprobs, schema)
+                   logprobs, schema, top_logprobs)
 
     def message_dicts(self) -> list[dict[str, str]]:
         return [{"role": r, "content": c} for r, c in self.messages]
@@ -62,8 +69,10 @@ class Request:
     @cached_property
     def canonical(self) -> str:
         """Everything about the request that changes its answer, as stable JSON."""
-        return json.dumps([self.params.canonical, self.messages, self.sample_index, self.logprobs,
-                           self.json_schema])
+        parts = [self.params.canonical, self.messages, self.sample_index, self.logprobs,
+                 self.json_schema]
+        # Only when asked: every request made before top-k existed keeps its cache key.
+        return json.dumps(parts + [self.top_logprobs] if self.top_logprobs else parts)
 
     def sampling_seed(self, backend: str, model: str) -> int:
         """Deterministic per-request seed: same request -> same seed, whatever the batching."""
@@ -78,12 +87,19 @@ class Completion:
     completion_tokens: int = 0
     logprobs: list[float] | None = None  # per generated token, where the backend has them
     error: str | None = None  # set when the call failed; failed calls are never cached
+    # With Request.top_logprobs: per generated token, its text and its top-k alternatives
+    # (token text -> log-probability, most likely first).
+    tokens: list[str] | None = None
+    top_logprobs: list[dict[str, float]] | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"text": self.text, "finish_reason": self.finish_reason,
-                           "prompt_tokens": self.prompt_tokens,
-                           "completion_tokens": self.completion_tokens, "logprobs": self.logprobs,
-                           "error": self.error}, ensure_ascii=False, sort_keys=True)
+        data: dict[str, Any] = {"text": self.text, "finish_reason": self.finish_reason,
+                                "prompt_tokens": self.prompt_tokens,
+                                "completion_tokens": self.completion_tokens, "logprobs": self.logprobs,
+                                "error": self.error}
+        if self.top_logprobs is not None:
+            data.update(tokens=self.tokens, top_logprobs=self.top_logprobs)
+        return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "Completion":
