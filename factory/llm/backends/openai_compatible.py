@@ -12,6 +12,7 @@ Options, besides the common ones: ``api_key_env``, ``send_top_k`` (vLLM/llama.cp
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -27,6 +28,7 @@ FINISH = {"stop": "stop", "length": "length", "content_filter": "stop", "tool_ca
 
 class OpenAICompatibleBackend(ApiBackend):
     name = "openai_compatible"
+    gives_top_logprobs = True  # where the server gives them (OpenAI, vLLM, llama.cpp servers do)
     prices = OPENAI_PRICES
 
     def __init__(self, settings: BackendSettings) -> None:
@@ -59,8 +61,10 @@ class OpenAICompatibleBackend(ApiBackend):
             body["stop"] = list(p.stop)
         if self.send_seed:  # the request's own seed: same request, same sample, on servers that honor it
             body["seed"] = request.sampling_seed(self.name, self.model_id) & 0x7FFFFFFF
-        if request.logprobs:
+        if request.logprobs or request.top_logprobs:
             body["logprobs"] = True
+        if request.top_logprobs:  # OpenAI allows up to 20; vLLM and llama.cpp servers more
+            body["top_logprobs"] = request.top_logprobs
         if self.send_top_k and p.top_k:
             body["extra_body"] = {"top_k": p.top_k}
         return body
@@ -73,11 +77,29 @@ class OpenAICompatibleBackend(ApiBackend):
             if request.logprobs and choice.logprobs is not None and choice.logprobs.content:
                 logprobs = [float(t.logprob) for t in choice.logprobs.content]
             usage = reply.usage
-            return Completion(choice.message.content or "", FINISH.get(choice.finish_reason or "", "stop"),
-                              int(usage.prompt_tokens) if usage else 0,
-                              int(usage.completion_tokens) if usage else 0, logprobs)
+            completion = Completion(choice.message.content or "",
+                                    FINISH.get(choice.finish_reason or "", "stop"),
+                                    int(usage.prompt_tokens) if usage else 0,
+                                    int(usage.completion_tokens) if usage else 0, logprobs)
+            content = choice.logprobs.content if choice.logprobs is not None else None
+            if request.top_logprobs and content:  # a server that gives none leaves them None
+                completion.tokens = [t.token for t in content]
+                completion.top_logprobs = [_alternatives(t.top_logprobs or []) for t in content]
+            return completion
         except (AttributeError, IndexError, TypeError, ValueError) as exc:
             raise CallFailed(MALFORMED, f"unexpected reply shape: {exc}") from None
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def _alternatives(entries: list[Any]) -> dict[str, float]:
+    """{token text: log-probability}, tokens that read alike added up."""
+    out: dict[str, float] = {}
+    for entry in entries:
+        lp = float(entry.logprob)
+        if entry.token in out:
+            high, low = max(out[entry.token], lp), min(out[entry.token], lp)
+            lp = high + math.log1p(math.exp(low - high))
+        out[entry.token] = lp
+    return out
