@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -75,8 +77,10 @@ class Request:
         return json.dumps(parts + [self.top_logprobs] if self.top_logprobs else parts)
 
     def sampling_seed(self, backend: str, model: str) -> int:
-        """Deterministic per-request seed: same request -> same seed, whatever the batching."""
-        return int(request_key(backend, model, self)[:8], 16)
+        """Deterministic per-request seed: same request -> same seed, whatever the batching. Asking
+        for top-k alternatives does not move it: the same sample, with its probabilities."""
+        plain = replace(self, top_logprobs=0) if self.top_logprobs else self
+        return int(request_key(backend, model, plain)[:8], 16)
 
 
 @dataclass
@@ -104,6 +108,21 @@ class Completion:
     @classmethod
     def from_json(cls, text: str) -> "Completion":
         return cls(**json.loads(text))
+
+
+def top_alternatives(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """A position's alternatives as ``Completion.top_logprobs`` holds them: token text ->
+    log-probability, most likely first. Tokens that decode to the same text add up; byte fragments
+    (U+FFFD: different bytes, not the same text) keep the likeliest."""
+    out: dict[str, float] = {}
+    for text, logprob in pairs:
+        if text in out and "\ufffd" in text:
+            logprob = max(out[text], logprob)
+        elif text in out:
+            high, low = max(out[text], logprob), min(out[text], logprob)
+            logprob = high + math.log1p(math.exp(low - high))
+        out[text] = float(logprob)
+    return dict(sorted(out.items(), key=lambda item: -item[1]))
 
 
 def request_key(backend: str, model: str, request: Request) -> str:

@@ -153,7 +153,7 @@ class ConstitutionalPreference(StepRunner):
         p = sum(per_principle.values()) / len(per_principle)
         _, first_col, second_col = self.spec.reads
         confidence = max(p, 1 - p)
-        if p == 0.5 or confidence < self.spec.min_confidence:
+        if abs(p - 0.5) < 1e-9 or confidence < self.spec.min_confidence:
             return Rejected("preference_tie", f"soft label {p:.3f} (minimum confidence "
                             f"{self.spec.min_confidence})", raw)
         winner, loser = (first_col, second_col) if p > 0.5 else (second_col, first_col)

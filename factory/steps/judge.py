@@ -177,7 +177,7 @@ class PairwiseJudge(StepRunner):
         pick_swapped = 2 if swapped > 0.5 else 1 if swapped < 0.5 else 0
         consistency = "consistent" if pick_forward == pick_swapped else "inconsistent"
         base = dict(consistency=consistency, preference=p, orders=orders, raw=raw)
-        if p == 0.5:
+        if abs(p - 0.5) < 1e-9:  # float rounding of exactly cancelling orders
             return PairDecision(None, "balanced", detail="the two orders cancel: P = 0.5", **base)
         confidence = max(p, 1 - p)
         if confidence < self.spec.min_confidence:

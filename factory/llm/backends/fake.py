@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from factory.llm.backends.base import Backend, BackendSettings
-from factory.llm.request import Completion, Request, request_key
+from factory.llm.request import Completion, Request, request_key, top_alternatives
 
 DEFAULT_REPLY = "Answer {hash}: a short reply to '{last:.60}'."
 
@@ -96,6 +96,5 @@ def _top_logprobs(text: str, scripted: Any, k: int) -> tuple[list[str], list[dic
     top = []
     for i, token in enumerate(tokens):
         given = per_token[i] if i < len(per_token) and per_token[i] else {token: 0.0}
-        ranked = sorted(((str(t), float(lp)) for t, lp in given.items()), key=lambda x: -x[1])
-        top.append(dict(ranked[:k]))
+        top.append(dict(list(top_alternatives((str(t), float(lp)) for t, lp in given.items()).items())[:k]))
     return tokens, top

@@ -29,7 +29,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from factory.core.models import EMBEDDED_FILE, embedded_gguf
 from factory.llm.backends.base import Backend, BackendSettings, pop_flag
 from factory.llm.backends.llama_cpp_sampling import CHATML, Samplers, position_logprobs
-from factory.llm.request import Completion, Request
+from factory.llm.request import Completion, Request, top_alternatives
 
 EMBEDDED_ALIASES = (None, "", "embedded", "smollm2-135m")
 
@@ -345,14 +345,10 @@ class LlamaCppBackend(Backend):
             logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self._ctx, seq.row), (self._n_vocab,))
             chosen, top = position_logprobs(logits, token, request.top_logprobs)
             seq.logprobs.append(chosen)
-            if request.top_logprobs:  # by text; tokens that decode alike add up
+            if request.top_logprobs:
                 seq.pieces.append(self._piece(token).decode("utf-8", "replace"))
-                alternatives: dict[str, float] = {}
-                for t, lp in top:
-                    text = self._piece(t).decode("utf-8", "replace")
-                    alternatives[text] = float(np.logaddexp(alternatives[text], lp)) \
-                        if text in alternatives else lp
-                seq.top.append(alternatives)
+                seq.top.append(top_alternatives((self._piece(t).decode("utf-8", "replace"), lp)
+                                                for t, lp in top))
         seq.tokens.append(token)
         before = len(seq.text)
         seq.text += seq.decoder.decode(self._piece(token))

@@ -12,7 +12,6 @@ Options, besides the common ones: ``api_key_env``, ``send_top_k`` (vLLM/llama.cp
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -21,7 +20,7 @@ import openai
 from factory.llm.backends.base import BackendSettings, pop_flag
 from factory.llm.backends.http_common import MALFORMED, ApiBackend, CallFailed
 from factory.llm.pricing import OPENAI_PRICES
-from factory.llm.request import Completion, Request
+from factory.llm.request import Completion, Request, top_alternatives
 
 FINISH = {"stop": "stop", "length": "length", "content_filter": "stop", "tool_calls": "stop"}
 
@@ -84,22 +83,12 @@ class OpenAICompatibleBackend(ApiBackend):
             content = choice.logprobs.content if choice.logprobs is not None else None
             if request.top_logprobs and content:  # a server that gives none leaves them None
                 completion.tokens = [t.token for t in content]
-                completion.top_logprobs = [_alternatives(t.top_logprobs or []) for t in content]
+                completion.top_logprobs = [
+                    top_alternatives((a.token, float(a.logprob)) for a in t.top_logprobs or [])
+                    for t in content]
             return completion
         except (AttributeError, IndexError, TypeError, ValueError) as exc:
             raise CallFailed(MALFORMED, f"unexpected reply shape: {exc}") from None
 
     async def close(self) -> None:
         await self.client.close()
-
-
-def _alternatives(entries: list[Any]) -> dict[str, float]:
-    """{token text: log-probability}, tokens that read alike added up."""
-    out: dict[str, float] = {}
-    for entry in entries:
-        lp = float(entry.logprob)
-        if entry.token in out:
-            high, low = max(out[entry.token], lp), min(out[entry.token], lp)
-            lp = high + math.log1p(math.exp(low - high))
-        out[entry.token] = lp
-    return out

