@@ -271,15 +271,17 @@ def _pair(row: Row, layout: Layout, where: str) -> tuple[list | None, list, list
     return chosen[:shared], chosen[shared:], rejected[shared:]
 
 
+NO_PROMPT = ("no prompt: add a 'prompt' column, or give chosen and rejected as whole conversations "
+             "that share everything up to the last user turn")
+
+
 def preference_rows(split: Split, layout: Layout) -> list[Row]:
     """TRL conversational preference rows: prompt, chosen and rejected as chat messages."""
     out = []
     for i, row in enumerate(split.rows):
         prompt, chosen, rejected = _pair(row, layout, split.where(i))
         if prompt is None:
-            raise FactoryError(f"{split.where(i)}: no prompt: add a 'prompt' column, or give chosen and "
-                               "rejected as whole conversations that share everything up to the last "
-                               "user turn")
+            raise FactoryError(f"{split.where(i)}: {NO_PROMPT}")
         out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     return out
 
@@ -364,17 +366,13 @@ def judge_pair_texts(split: Split, layout: Layout) -> list[dict[str, Any]]:
         where = split.where(i)
         prompt, chosen, rejected = _pair(row, layout, where)
         if not prompt:
-            raise FactoryError(f"{where}: no prompt: add a 'prompt' column, or give chosen and "
-                               "rejected as whole conversations that share everything up to the last "
-                               "user turn")
-        good, bad = as_text(chosen), as_text(rejected)
-        if good is None or bad is None:
-            raise FactoryError(f"{where}: 'chosen' and 'rejected' must hold text")
+            raise FactoryError(f"{where}: {NO_PROMPT}")
         users = sum(m["role"] == "user" for m in prompt)
         single = users == 1 and not any(m["role"] == "assistant" for m in prompt)
         question = _last_user(prompt) if single else "\n\n".join(
             f"{m['role'].capitalize()}: {m['content']}" for m in prompt if m["role"] != "system")
-        out.append({"question": question, "chosen": good, "rejected": bad, "turns": users})
+        out.append({"question": question, "chosen": as_text(chosen) or "", "rejected": as_text(rejected)
+                    or "", "turns": users})
     return out
 
 
