@@ -146,3 +146,18 @@ def test_bad_input_is_one_line_naming_file_and_row(tmp_path, cache_env, content,
     assert result.returncode in (1, 2)
     line = result.stderr.strip()
     assert expected in line and "\n" not in line and "Traceback" not in line
+
+
+def test_sanity_pairs_from_a_recipes_first_step_share_the_builds_cache(tmp_path, cache_env):
+    recipe = judge_recipe(tmp_path, perfect_rules())
+    result = run_cli("judge-eval", str(recipe), "--sanity", "--json", "--output", str(tmp_path / "r"),
+                     env=cache_env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["figures"]["agreement"] == {"k": 60, "n": 60, "rate": 1.0, "ci95": [0.9398, 1.0]}
+    assert report["judge"]["recipe"] == str(recipe) and report["judge"]["step"] == "judge"
+    assert report["calls"]["made"] == 12 + 120  # the first step's 12 answers, 60 pairs x 2 orders
+    built = run_cli("build", str(recipe), "--output", str(tmp_path / "out"), env=cache_env)
+    assert built.returncode == 0, built.stderr
+    steps = json.loads((tmp_path / "out" / "run.json").read_text())["step_calls"]
+    assert steps["answer_a"]["made"] == 0 and steps["answer_a"]["cached"] == 12

@@ -1,8 +1,9 @@
 """``factory judge-eval``: measure a pairwise judge on labelled pairs before anyone trusts it.
 
 PAIRS is any preference dataset (prompt/chosen/rejected, or HH-style transcripts) read by
-``factory.core.dataset_files``; with ``--sanity`` it is any dataset of prompts with answers, and the
-pairs are each answer against a degraded copy (``factory.core.degrade``). The judge is a
+``factory.core.dataset_files``; with ``--sanity`` it is any dataset of prompts with answers, or a
+recipe whose first step answers its seeds, and the pairs are each answer against a degraded copy
+(``factory.core.degrade``). The judge is a
 ``judge_pairwise`` step runner — taken from a recipe (``--recipe R --step NAME``) or built from the
 flags — run through an LLM session, so a judge-eval and a build share cached verdicts.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,7 +29,8 @@ SANITY_BAR = 0.8  # what "fit" means on sanity pairs when no --min-agreement is 
 
 def judge_eval(
     pairs: Path = typer.Argument(..., help="preference pairs (jsonl/json/parquet/csv, an HF folder, a "
-                                 "factory build folder); with --sanity: prompts with answers"),
+                                 "factory build folder); with --sanity: prompts with answers, or a "
+                                 "recipe (its first step answers its seeds; its judge is measured)"),
     sanity: bool = typer.Option(False, "--sanity", help="make labelled pairs from PAIRS' answers: each "
                                 "against a degraded copy (loop, cut, other answer, shuffled, empty)"),
     recipe: Optional[Path] = typer.Option(None, "--recipe", help="take the judge from this recipe's "
@@ -69,13 +72,21 @@ def judge_eval(
         from factory.output.judge_report import write_report
         from factory.steps.judge_measure import headline
 
-        if recipe is not None:
-            spec, block, judge_seed = _from_recipe(recipe, step)
+        own = sanity and pairs.suffix in (".yaml", ".yml")  # the build's own first step's answers
+        judge_recipe = recipe or (pairs if own else None)
+        if judge_recipe is not None:
+            spec, block, judge_seed = _from_recipe(judge_recipe, step)
         else:
             spec, block = _from_flags(backend, model, options, concurrency, mode, criteria, votes,
                                       min_confidence, params)
             judge_seed = seed
-        labelled_pairs, source = _load_pairs(pairs, sanity, kinds, per_kind, limit, split, seed)
+        names = _kinds(kinds)
+        if own:
+            source = f"sanity pairs from the first step's answers to the seeds of {pairs}"
+            labelled_pairs: Any = partial(_first_step_pairs, recipe=pairs, limit=limit, names=names,
+                                          per_kind=per_kind, seed=seed)
+        else:
+            labelled_pairs, source = _load_pairs(pairs, sanity, names, per_kind, limit, split, seed)
         figures, decisions, calls, model_id = asyncio.run(
             _measure(spec, block, judge_seed, labelled_pairs, cache, not no_cache))
         bar = min_agreement if min_agreement is not None else SANITY_BAR if sanity else None
@@ -84,7 +95,7 @@ def judge_eval(
             "params": spec.params.over(block.sampling(judge_seed)).as_dict(),
             **({"votes": spec.votes} if spec.mode == "votes" else {}),
             **({"min_confidence": spec.min_confidence} if spec.mode != "text" else {}),
-            **({"recipe": str(recipe), "step": spec.name} if recipe else {})},
+            **({"recipe": str(judge_recipe), "step": spec.name} if judge_recipe else {})},
             "verdict": verdict(figures, sanity, bar), "figures": figures, "calls": calls}
         folder = output or Path("judge_eval") / _name(pairs, sanity, spec.mode)
         paths = write_report(folder, report, decisions)
@@ -169,11 +180,65 @@ def _from_recipe(path: Path, step_name: str | None) -> tuple[Any, Any, int]:
     return chosen, recipe.backend_block(chosen.backend), recipe.seed
 
 
-def _load_pairs(path: Path, sanity: bool, kinds: str | None, per_kind: int | None, limit: int | None,
+def _kinds(kinds: str | None) -> list[str]:
+    from factory.core.degrade import KINDS, SANITY_KINDS
+
+    names = [k.strip() for k in kinds.split(",")] if kinds else list(SANITY_KINDS)
+    for name in names:
+        if name not in KINDS:
+            raise UsageError(f"--kinds {name}: unknown degradation; known: {', '.join(KINDS)}")
+    return names
+
+
+def _sanity(rows: list[tuple[str, str]], names: list[str], per_kind: int | None, seed: int,
+            where: str) -> list[Any]:
+    """Each usable answer against its degraded copies, the real answer first or second at random."""
+    from factory.core.degrade import sanity_pairs
+    from factory.steps.judge_measure import labelled
+
+    made = sanity_pairs(rows, names, per_kind, seed)
+    if not made:
+        raise FactoryError(f"{where}: no answer of 8+ words with a sentence end to degrade "
+                           f"({len(rows)} rows)")
+    rng = random.Random(f"{seed}/judge-eval")
+    return [labelled(p.prompt, p.chosen, p.rejected, p.kind, rng) for p in made]
+
+
+async def _first_step_pairs(llm: Any, recipe: Path, limit: int | None, names: list[str],
+                            per_kind: int | None, seed: int) -> list[Any]:
+    """Sanity pairs from the answers the recipe's first step gives its seeds, made through the
+    build's own wiring (same requests, same cache as ``factory build``)."""
+    from factory.engine.plan import BuildOptions, plan_build
+    from factory.engine.wiring import bind_steps, open_backends
+    from factory.steps.base import BackendFailure, SetRunner, StepContext
+
+    plan = plan_build(recipe, BuildOptions(limit=limit))
+    first = plan.graph.order[0]
+    bound = bind_steps(plan, open_backends(plan, llm), llm)[first.name]
+    if isinstance(bound.runner, SetRunner) or bound.runner.fans_out or not first.reads:
+        raise UsageError(f"{recipe}: its first step {first.name!r} ({first.kind}) does not answer one "
+                         "prompt per record; give a dataset of prompts with answers")
+
+    async def ask(requests: list[Any], key: str | None) -> list[Any]:
+        return list(await asyncio.gather(*(bound.dispatcher_for(key).complete(r) for r in requests)))
+
+    async def answer(record: Any) -> tuple[str, str] | None:
+        try:
+            ctx = StepContext(record.id, first.name, plan.seed, ask)
+            out = await bound.runner.run(dict(record.fields), ctx)
+        except BackendFailure:
+            return None
+        text = out.get(first.writes[0]) if isinstance(out, dict) else None
+        return (str(record.fields.get(first.reads[0], "")), text) if isinstance(text, str) else None
+
+    rows = [r for r in await asyncio.gather(*(answer(r) for r in plan.records)) if r is not None]
+    return _sanity(rows, names, per_kind, seed, f"{recipe}: step {first.name!r}")
+
+
+def _load_pairs(path: Path, sanity: bool, names: list[str], per_kind: int | None, limit: int | None,
                 split: str | None, seed: int) -> tuple[list[Any], str]:
     """Labelled pairs (the better answer first or second at random) and a description of them."""
     from factory.core.dataset_files import choose_split, judge_pair_texts, read_splits, text_rows, unwritten
-    from factory.core.degrade import KINDS, SANITY_KINDS, sanity_pairs
     from factory.steps.judge_measure import labelled
 
     splits = [s for s in read_splits(path) if split in (None, s.name)]
@@ -190,24 +255,17 @@ def _load_pairs(path: Path, sanity: bool, kinds: str | None, per_kind: int | Non
         rows = judge_pair_texts(chosen, layout)[:limit]
         return [labelled(r["question"], r["chosen"], r["rejected"], "pairs", rng) for r in rows], \
             f"{chosen.source} ({len(rows)} pairs)"
-    names = [k.strip() for k in kinds.split(",")] if kinds else list(SANITY_KINDS)
-    for name in names:
-        if name not in KINDS:
-            raise UsageError(f"--kinds {name}: unknown degradation; known: {', '.join(KINDS)}")
     chosen, layout, fmt = choose_split(splits, ("prompt_completion", "conversation", "preference"),
                                        "--sanity needs prompts with answers: prompt + completion/response/"
                                        "output columns, messages, or chosen", prefer=("sft",), absent=absent)
     rows = [(r["prompt"], r["response"]) for r in text_rows(chosen, layout, fmt)]
-    made = sanity_pairs(rows, names, per_kind, seed)
-    if not made:
-        raise FactoryError(f"{chosen.source}: no answer of 8+ words with a sentence end to degrade "
-                           f"({len(rows)} rows)")
-    pairs = [labelled(p.prompt, p.chosen, p.rejected, p.kind, rng) for p in made]
+    pairs = _sanity(rows, names, per_kind, seed, chosen.source)
     return pairs, f"sanity pairs from {chosen.source} ({len(pairs)} pairs, {len(names)} kinds)"
 
 
-async def _measure(spec: Any, block: Any, seed: int, pairs: list[Any], cache: Path | None,
+async def _measure(spec: Any, block: Any, seed: int, pairs: Any, cache: Path | None,
                    use_cache: bool) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any], str]:
+    """``pairs``: labelled pairs, or ``async (session) -> pairs`` to make them in the same session."""
     from factory.llm.session import LLMSession
     from factory.steps.judge import PairwiseJudge
     from factory.steps.judge_measure import judge_pairs, summarize
@@ -220,6 +278,8 @@ async def _measure(spec: Any, block: Any, seed: int, pairs: list[Any], cache: Pa
         if spec.mode == "logprob" and not backend.gives_top_logprobs:
             raise UsageError(f"--mode logprob: the {block.name} backend gives no log-probabilities; "
                              "use --mode votes")
+        if callable(pairs):  # the answers come from a model too: same session, same cache
+            pairs = await pairs(llm)
         dispatcher = llm.dispatcher(backend, block.concurrency, "judge_eval")
         runner = PairwiseJudge(spec, spec.params.over(block.sampling(seed)))
 
