@@ -105,3 +105,10 @@ def test_too_little_data_to_measure_stops_with_why(tmp_path, cache_env):
     result = build(recipe, tmp_path / "out", cache_env)
     assert result.returncode == 8
     assert "no sanity pairs could be made: 1 question(s) with an answer of 8+ words" in result.stderr
+
+
+def test_dry_run_names_the_gates_calls(tmp_path, cache_env):
+    recipe = judge_recipe(tmp_path, perfect_rules(), gate=GATE)
+    result = run_cli("build", str(recipe), "--dry-run", env=cache_env)
+    assert result.returncode == 0, result.stderr
+    assert "judge: its judge_gate adds up to 40 calls (sanity pairs, both orders)" in result.stdout

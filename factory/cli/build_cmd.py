@@ -126,6 +126,13 @@ def _print_estimate(plan: Plan, options: BuildOptions) -> None:
     if paid:
         out.print("≤ USD: prompt tokens + max_tokens of output for each call to make, at the backend's "
                   "price (the same worst case --budget-usd reserves).", markup=False, highlight=False)
+    for step in plan.recipe.steps:
+        gate = getattr(step, "judge_gate", None)
+        if gate is not None:
+            per_pair = 2 * (step.votes if step.mode == "votes" else 1)
+            out.print(f"{step.name}: its judge_gate adds up to {gate.pairs * per_pair} calls (sanity pairs, "
+                      "both orders) before it judges any pair; not counted above.", markup=False,
+                      highlight=False)
 
 
 def _print_summary(result: BuildResult) -> None:
