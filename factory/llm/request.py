@@ -107,7 +107,11 @@ class Completion:
 
     @classmethod
     def from_json(cls, text: str) -> "Completion":
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        if data.get("top_logprobs"):  # stored with sorted keys: most likely first again
+            data["top_logprobs"] = [dict(sorted(d.items(), key=lambda kv: -kv[1]))
+                                    for d in data["top_logprobs"]]
+        return cls(**data)
 
 
 def top_alternatives(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
