@@ -53,7 +53,8 @@ def judge_eval(
                                         "shuffled_words,empty)"),
     per_kind: Optional[int] = typer.Option(None, "--per-kind", min=1, help="--sanity: pairs per kind "
                                            "(default: one per usable answer)"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="pairs: use the first N"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="the first N pairs; with --sanity the "
+                                        "first N answers (a recipe: its first N seeds)"),
     split: SplitOption = None,
     seed: int = typer.Option(0, "--seed", help="order of answers in each pair, degradations; the "
                              "judge's sampling seed (without --recipe)"),
@@ -258,7 +259,7 @@ def _load_pairs(path: Path, sanity: bool, names: list[str], per_kind: int | None
     chosen, layout, fmt = choose_split(splits, ("prompt_completion", "conversation", "preference"),
                                        "--sanity needs prompts with answers: prompt + completion/response/"
                                        "output columns, messages, or chosen", prefer=("sft",), absent=absent)
-    rows = [(r["prompt"], r["response"]) for r in text_rows(chosen, layout, fmt)]
+    rows = [(r["prompt"], r["response"]) for r in text_rows(chosen, layout, fmt)][:limit]
     pairs = _sanity(rows, names, per_kind, seed, chosen.source)
     return pairs, f"sanity pairs from {chosen.source} ({len(pairs)} pairs, {len(names)} kinds)"
 
