@@ -147,6 +147,9 @@ def _write(plan: Plan, engine: Engine, stages: Stages, llm: LLMSession, bound: d
              "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
     if stages.not_sent:
         stats["sampling_not_sent"] = stages.not_sent
+    judges = {name: m for name, b in bound.items() if (m := b.runner.measurement()) is not None}
+    if judges:  # every judge's mode and, when gated, its measured agreement
+        stats["judges"] = judges
     if qc is not None:
         stats["qc"] = qc[1]
     if review is not None:

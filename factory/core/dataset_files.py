@@ -271,15 +271,17 @@ def _pair(row: Row, layout: Layout, where: str) -> tuple[list | None, list, list
     return chosen[:shared], chosen[shared:], rejected[shared:]
 
 
+NO_PROMPT = ("no prompt: add a 'prompt' column, or give chosen and rejected as whole conversations "
+             "that share everything up to the last user turn")
+
+
 def preference_rows(split: Split, layout: Layout) -> list[Row]:
     """TRL conversational preference rows: prompt, chosen and rejected as chat messages."""
     out = []
     for i, row in enumerate(split.rows):
         prompt, chosen, rejected = _pair(row, layout, split.where(i))
         if prompt is None:
-            raise FactoryError(f"{split.where(i)}: no prompt: add a 'prompt' column, or give chosen and "
-                               "rejected as whole conversations that share everything up to the last "
-                               "user turn")
+            raise FactoryError(f"{split.where(i)}: {NO_PROMPT}")
         out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     return out
 
@@ -354,6 +356,25 @@ def text_rows(split: Split, layout: Layout, fmt: str) -> list[dict[str, str]]:
                 raise FactoryError(f"{where}: columns {source!r} and {column!r} must hold text")
             messages = _messages(prompt, "user", where, str(source))
             out.append({"prompt": _last_user(messages), "response": response})
+    return out
+
+
+def judge_pair_texts(split: Split, layout: Layout) -> list[dict[str, Any]]:
+    """Labelled pairs as a judge reads them: ``question`` (the user turn; for a multi-turn prompt,
+    the conversation so far as ``User:`` / ``Assistant:`` lines), ``chosen`` and ``rejected``
+    (the last answer's text) and ``turns`` (user turns in the prompt)."""
+    out = []
+    for i, row in enumerate(split.rows):
+        where = split.where(i)
+        prompt, chosen, rejected = _pair(row, layout, where)
+        if not prompt:
+            raise FactoryError(f"{where}: {NO_PROMPT}")
+        users = sum(m["role"] == "user" for m in prompt)
+        single = users == 1 and not any(m["role"] == "assistant" for m in prompt)
+        question = _last_user(prompt) if single else "\n\n".join(
+            f"{m['role'].capitalize()}: {m['content']}" for m in prompt if m["role"] != "system")
+        out.append({"question": question, "chosen": as_text(chosen) or "", "rejected": as_text(rejected)
+                    or "", "turns": users})
     return out
 
 

@@ -31,6 +31,9 @@ class Backend(ABC):
     """An LLM behind one narrow async method. Subclasses set ``name`` and implement ``generate``."""
 
     name: ClassVar[str]
+    # Whether completions can carry top-k log-probabilities (``Request.top_logprobs``): judges in
+    # ``logprob`` mode need them; a backend without them is refused before any call.
+    gives_top_logprobs: ClassVar[bool] = False
 
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
