@@ -232,7 +232,7 @@ async def _first_step_pairs(llm: Any, recipe: Path, limit: int | None, names: li
         text = out.get(first.writes[0]) if isinstance(out, dict) else None
         return (str(record.fields.get(first.reads[0], "")), text) if isinstance(text, str) else None
 
-    rows = [r for r in await asyncio.gather(*(answer(r) for r in plan.records)) if r is not None]
+    rows = [r for r in await asyncio.gather(*(answer(r) for r in plan.seed_records())) if r is not None]
     return _sanity(rows, names, per_kind, seed, f"{recipe}: step {first.name!r}")
 
 
