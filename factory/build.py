@@ -154,13 +154,17 @@ def _write(plan: Plan, engine: Engine, stages: Stages, llm: LLMSession, bound: d
              "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
     if stages.not_sent:
         stats["sampling_not_sent"] = stages.not_sent
+    judges = {name: m for name, b in bound.items() if (m := b.runner.measurement()) is not None}
+    if judges:  # every judge's mode and, when gated, its measured agreement
+        stats["judges"] = judges
     if qc is not None:
         stats["qc"] = qc[1]
     if review is not None:
         stats["review"] = review.stats
     stats.update(_diversity_stats(plan, stages.diversity))
     models = {k: b.model_id for k, b in backends.items()}
-    card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models)
+    sections = [bound[s.name].runner.card_section(engine.stats[s.name].figures) for s in plan.graph.order]
+    card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models, [s for s in sections if s])
     output = plan.output
     if qc is not None:
         from filters.build_qc import failed_gate_dir, qc_card

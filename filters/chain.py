@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from filters.base import Chain
-from filters.config import DedupBlock, DriftBlock, PairsBlock, PerplexityBlock, RewardBlock
+from filters.config import (
+    DecontaminateBlock,
+    DedupBlock,
+    DriftBlock,
+    PairsBlock,
+    PerplexityBlock,
+    RewardBlock,
+)
 
 
 def build_chain(blocks: list[Any]) -> Chain:
@@ -28,4 +35,7 @@ def build_chain(blocks: list[Any]) -> Chain:
         elif isinstance(block, DriftBlock):
             from filters.drift import DriftFilter
             out.append(DriftFilter(block))
+        elif isinstance(block, DecontaminateBlock):
+            from filters.decontaminate import DecontaminateFilter
+            out.append(DecontaminateFilter(block))
     return Chain(out)

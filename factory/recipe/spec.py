@@ -15,6 +15,7 @@ from factory.llm.spec import BackendBlock
 from factory.recipe.samplers_spec import SamplersBlock
 from factory.recipe.teach_spec import EvalBlock, TaskBlock, TrainBlock
 from factory.steps import STEP_SPECS
+from factory.steps.judge_gate import JudgeGate
 from filters.config import QCBlock
 
 
@@ -99,6 +100,20 @@ class Recipe(Strict):
     task: TaskBlock | None = Field(None, description="problems with known answers, made by code")
     train: TrainBlock | None = Field(None, description="LoRA SFT then DPO on the built splits")
     eval: EvalBlock | None = Field(None, description="held-out accuracy of base and trained models")
+    judge_gate: JudgeGate | None = Field(None, description="the judge_gate of every judge_pairwise "
+                                         "step that has none of its own")
+
+    @model_validator(mode="after")
+    def gate_the_judges(self) -> "Recipe":
+        if self.judge_gate is None:
+            return self
+        judges = [s for s in self.steps if s.kind == "judge_pairwise"]
+        if not judges:
+            raise ValueError("judge_gate: no judge_pairwise step to measure")
+        for step in judges:
+            if step.judge_gate is None:
+                step.judge_gate = self.judge_gate
+        return self
 
     @model_validator(mode="after")
     def teach_sections(self) -> "Recipe":

@@ -153,5 +153,5 @@ def task_split(family: str, train: int, test: int, seed: int, options: dict[str,
 
 def _problems(family: str, rows: list[tuple[str, str, str]], part: str) -> list[Problem]:
     verify = get_verifier(FAMILIES[family].verifier)
-    return [Problem(f"{family}-{part}-{i:05d}", q, a, payload, family, verify(payload, a) >= 1.0)
+    return [Problem(f"{family}-{part}-{i:05d}", q, a, payload, family, verify(payload, a).passed)
             for i, (q, a, payload) in enumerate(rows)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from factory.steps.base import SetRunner, StepContext, StepRunner
 from factory.steps.constitutional import Constitutional, ConstitutionalStep
 from factory.steps.constitutional_preference import ConstitutionalPreference, ConstitutionalPreferenceStep
+from factory.steps.constrain import Constrain, ConstrainStep
 from factory.steps.distilabel_task import DistilabelTask, DistilabelTaskStep
 from factory.steps.evol_instruct import EvolInstruct, EvolInstructStep
 from factory.steps.generate import Generate, GenerateStep
@@ -32,6 +33,7 @@ KINDS: list[tuple[type, type[StepRunner]]] = [
     (ConstitutionalPreferenceStep, ConstitutionalPreference),
     (SelfInstructStep, SelfInstruct),
     (MagpieStep, Magpie),
+    (ConstrainStep, Constrain),
 ]
 
 STEP_SPECS = tuple(spec for spec, _ in KINDS)

@@ -86,10 +86,27 @@ class StepRunner:
         return self.spec.name
 
     fans_out: bool = False  # True when ``run`` may return a list of child field dicts
+    local: bool = False  # True when the step calls no model (code only): the dry run runs it too
 
     def rates(self, figures: Counter) -> dict[str, float]:
         """Rates derived from the step's summed figures once the build is done (e.g. pass@k)."""
         return {}
+
+    def card_section(self, figures: Counter) -> str:
+        """Markdown the dataset card adds for this step (e.g. the constraints attached); '' for none."""
+        return ""
+
+    def needs_all_inputs(self) -> bool:
+        """True: ``prepare`` sees every record that reaches the step before it runs on any."""
+        return False
+
+    async def prepare(self, records: list[Record], ctx: StepContext) -> None:
+        """Called once, before the step runs on any record, with every record that reaches it,
+        when ``needs_all_inputs()`` (a judge's gate measures the judge here)."""
+
+    def measurement(self) -> dict[str, Any] | None:
+        """What the step measured about itself, for stats.json and the card (a judge's agreement)."""
+        return None
 
     def requests(self, fields: dict[str, Any]) -> list[Request] | Rejected:
         """The LLM calls this record needs (or a rejection that needs no call)."""
@@ -171,6 +188,16 @@ class StepBase(Strict):
     def backend_refs(self) -> dict[str, str]:
         """Backend keys this step calls, by field path (a step with a separate judge adds its own)."""
         return {"backend": self.backend}
+
+    def needs_all_inputs(self) -> bool:
+        """True: the runner's ``prepare`` sees every record that reaches the step before it runs
+        on any (the engine waits for them: a barrier before the step)."""
+        return False
+
+    def logprob_refs(self) -> dict[str, str]:
+        """Backend keys that must give top-k log-probabilities, by field path (a judge in logprob
+        mode); a backend without them is refused before any call."""
+        return {}
 
     def code_refs(self) -> dict[str, str]:
         """User code (``module:function``) this step imports, by field path: needs --trust-code."""

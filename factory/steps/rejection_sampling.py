@@ -1,7 +1,8 @@
 """``kind: rejection_sampling`` — best-of-N: sample N answers, score them, keep the best that passes.
 
-The scorer is a verifier (numeric / exact / regex / json_schema / a user ``module:function``), the
-rubric judge, or a reward model (``factory/scorers.py``). From the N scored samples:
+The scorer is a verifier (numeric / exact / regex / json_schema / number_list / constraints / a user
+``module:function``), the rubric judge, or a reward model (``factory/steps/scorers.py``). From the N
+scored samples:
 
 - SFT: the best sample, if it passes (rejection-sampling fine-tuning, as in Llama 2 / RAFT / STaR);
 - DPO: best vs worst when the score gap is at least ``min_margin`` (and > 0);
@@ -10,6 +11,9 @@ rubric judge, or a reward model (``factory/scorers.py``). From the N scored samp
 A prompt whose best passes but has no pair with enough margin is kept for SFT with ``worst = null``
 (the DPO split then lists it under ``not_in_split``) unless ``require_pair: true`` rejects it as
 ``low_margin``: one good answer is worth keeping even when there is nothing to contrast it with.
+A verifier that checks several things (``constraints``) leaves its per-sample results in the scores
+column (``checks``); a row whose reference it cannot use (a bad constraint list) is rejected as
+``bad_reference`` with the verifier's one-line reason.
 """
 
 from __future__ import annotations
@@ -123,19 +127,30 @@ class RejectionSampling(StepRunner):
         # A cut-off answer is never a candidate: it would teach stopping mid-sentence.
         candidates = [i for i in range(n) if texts[i] and not truncated[i]]
         scores: list[float | None] = [None] * n
+        checks: list[Any] = [None] * n  # per sample: the verifier's per-check results, if it has any
         if candidates:
             scored = await self.scoring.score(render(self.spec.prompt, fields),
                                               [texts[i] for i in candidates], fields, ctx)
+            if scored.bad_reference is not None:
+                return Rejected("bad_reference", scored.bad_reference, {"samples": texts})
             if isinstance(self.spec.scorer, JudgeScorer):
                 ctx.count("judge_unparseable", scored.unparseable_judge)
             for i, value in zip(candidates, scored.scores):
                 scores[i] = value
+            for i, value in zip(candidates, scored.checks or []):
+                checks[i] = value
         passed = [s is not None and self.scoring.passes(s) for s in scores]
         c = sum(passed)
         ctx.count(f"{HISTOGRAM}{c}_of_{n}")  # pass@k over the set is computed from this histogram
         ctx.count("samples_passing", c)
         ctx.count("samples_unreadable", sum(s is None for s, t in zip(scores, truncated) if not t))
-        record = {"samples": texts, "scores": scores, "passed": passed}
+        record: dict[str, Any] = {"samples": texts, "scores": scores, "passed": passed}
+        if any(c is not None for c in checks):
+            record["checks"] = checks
+            for sample_checks in checks:
+                for check in sample_checks or []:  # per check kind: how often samples meet it
+                    ctx.count(f"checked:{check['id']}")
+                    ctx.count(f"met:{check['id']}", bool(check["ok"]))
         if all(truncated):
             return Rejected("truncated", f"all {n} samples hit max_tokens={self.params.max_tokens}",
                             record)
@@ -172,3 +187,14 @@ class RejectionSampling(StepRunner):
         if figures.get("samples"):
             out["sample_pass_rate"] = figures["samples_passing"] / figures["samples"]
         return out
+
+    def card_section(self, figures: Counter) -> str:
+        """Per check kind (constraint type): samples checked and the share that met it."""
+        kinds = sorted(k[len("checked:"):] for k in figures if k.startswith("checked:"))
+        if not kinds:
+            return ""
+        rows = "\n".join(f"| `{k}` | {figures[f'checked:{k}']} | "
+                         f"{figures[f'met:{k}'] / figures[f'checked:{k}']:.0%} |" for k in kinds)
+        return (f"## Checks met by the samples (step `{self.name}`, verifier "
+                f"`{getattr(self.spec.scorer, 'verifier', '')}`)\n\n| check | samples checked | met |\n"
+                f"|---|---|---|\n{rows}\n")

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator
 
-from factory.core.errors import did_you_mean
+from factory.core.errors import FactoryError, did_you_mean
 from factory.core.schema import Strict
 from factory.core.templates import check_overrides
-from factory.core.verifiers import VERIFIERS, answer_text, get_verifier, is_user_verifier, readable
+from factory.core.verifiers import VERIFIERS, get_verifier, is_user_verifier
 from factory.llm.request import Request, SamplingParams
 from factory.llm.reward_model import RewardModel
 from factory.llm.rubric import (
@@ -35,11 +35,12 @@ if TYPE_CHECKING:  # factory.steps imports the step kinds, which import this mod
 
 
 class VerifierScorer(Strict):
-    """1/0 from a verifier on the sample and the row's reference column."""
+    """A verifier's 0-1 score on the sample against the row's reference column."""
 
     type: Literal["verifier"]
     verifier: str = Field(description=f"{', '.join(VERIFIERS)}, or module:function (--trust-code)")
-    answer: str = Field(description="column with the reference: a number, text, regex or JSON schema")
+    answer: str = Field(description="column with the reference: a number, text, regex, JSON schema, "
+                                    "or (constraints) the record's constraint list")
     threshold: float = Field(1.0, description="a sample passes when its score is at least this")
 
     @field_validator("verifier")
@@ -90,6 +91,8 @@ Scorer = Annotated[Union[VerifierScorer, JudgeScorer, RewardModelScorer], Field(
 class Scored:
     scores: list[float | None]  # per sample; None: unreadable (no answer / judge unparseable)
     unparseable_judge: int = 0  # judge replies that could not be read (a figure)
+    checks: list[Any] | None = None  # per sample: the verifier's per-check results (constraints)
+    bad_reference: str | None = None  # the row's reference cannot be checked against (the reason)
 
 
 class VerifierScoring:
@@ -103,16 +106,14 @@ class VerifierScoring:
 
     async def score(self, question: str, samples: list[str], fields: dict[str, Any],
                     ctx: StepContext) -> Scored:
-        reference = answer_text(fields[self.spec.answer])
-        out: list[float | None] = []
-        for text in samples:
-            if is_user_verifier(self.spec.verifier):
-                value = self.verify(text, reference)  # None: the user's code found no answer
-                out.append(None if value is None else float(value))
-            else:
-                out.append(float(self.verify(text, reference)) if readable(self.spec.verifier, text)
-                           else None)
-        return Scored(out)
+        reference = fields[self.spec.answer]
+        try:
+            verdicts = [self.verify(text, reference) for text in samples]
+        except FactoryError as exc:  # bad data in the row (a constraint list, a regex): a reject
+            return Scored([None] * len(samples), bad_reference=str(exc))
+        checks = [v.checks for v in verdicts]
+        return Scored([v.score for v in verdicts], checks=checks if any(c is not None for c in checks)
+                      else None)
 
 
 class JudgeScoring:

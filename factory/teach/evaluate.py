@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from factory.core.verifiers import get_verifier, readable
+from factory.core.verifiers import get_verifier
 from factory.llm.dispatch import CallStats, Dispatcher
 from factory.llm.pairwise import judge_messages, judge_schema, read_verdict
 from factory.llm.request import Completion, Request, SamplingParams
@@ -81,10 +81,11 @@ async def accuracy(dispatcher: Dispatcher, problems: list[Problem], max_tokens: 
     rows = []
     for problem, completion in zip(problems, completions):
         text = completion.text.strip()
-        ok = completion.error is None and verify(text, problem.answer) >= 1.0
+        verdict = verify(text, problem.answer)
+        ok = completion.error is None and verdict.passed
         rows.append({"id": problem.id, "copyable": problem.copyable, "answer": problem.answer,
                      "output": text, "correct": ok, "finish": completion.finish_reason,
-                     "readable": completion.error is None and readable(verifier_name, text)})
+                     "readable": completion.error is None and verdict.score is not None})
     passes = [r["correct"] for r in rows]
     return {
         "metric": "greedy_accuracy", "task": family, "verifier": verifier_name,

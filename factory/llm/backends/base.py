@@ -34,6 +34,9 @@ class Backend(ABC):
     # True: ``generate`` takes requests with a raw text prompt (``Request.raw``), and
     # ``pre_query_prefix`` renders the model's chat template up to a user turn's content (Magpie).
     raw_prompts: ClassVar[bool] = False
+    # Whether completions can carry top-k log-probabilities (``Request.top_logprobs``): judges in
+    # ``logprob`` mode need them; a backend without them is refused before any call.
+    gives_top_logprobs: ClassVar[bool] = False
 
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings

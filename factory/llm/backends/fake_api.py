@@ -69,6 +69,13 @@ def reply_text(messages: list[dict[str, Any]]) -> str:
     return f"reply to: {content[:60]}"
 
 
+def alternatives(token: str, k: int) -> list[dict[str, Any]]:
+    """The top-k a request with ``top_logprobs`` gets at each token: the token at -0.5, then
+    ``alt1``, ``alt2``, ... at -1.5, -2.5, ... (fixed values a test can check)."""
+    ranked = [(token, -0.5)] + [(f"alt{i}", -0.5 - i) for i in range(1, k)]
+    return [{"token": t, "logprob": lp, "bytes": None} for t, lp in ranked[:k]]
+
+
 def _tokens(text: str) -> int:
     return len(text.split()) + 1
 
@@ -265,8 +272,9 @@ class FakeServer:
             words, finish = words[: params["max_tokens"]], "length"
         logprobs = None
         if params.get("logprobs"):
-            logprobs = {"content": [{"token": w, "logprob": -0.5, "bytes": None, "top_logprobs": []}
-                                    for w in words]}
+            k = int(params.get("top_logprobs") or 0)
+            logprobs = {"content": [{"token": w, "logprob": -0.5, "bytes": None,
+                                     "top_logprobs": alternatives(w, k)} for w in words]}
         prompt = " ".join(str(m.get("content")) for m in params["messages"])
         return web.json_response({
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",

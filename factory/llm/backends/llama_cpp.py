@@ -28,9 +28,9 @@ import numpy as np
 from factory.core.models import EMBEDDED_FILE, embedded_gguf
 from factory.llm.backends.base import Backend, BackendSettings, pop_flag
 from factory.llm.backends.chat_prefix import cut_at_user_turn
-from factory.llm.backends.llama_cpp_sampling import Samplers
+from factory.llm.backends.llama_cpp_sampling import Samplers, position_logprobs
 from factory.llm.backends.llama_cpp_template import chat_formatter, vocab_formatter
-from factory.llm.request import Completion, Request
+from factory.llm.request import Completion, Request, top_alternatives
 
 EMBEDDED_ALIASES = (None, "", "embedded", "smollm2-135m")
 
@@ -55,6 +55,8 @@ class _Seq:
     row: int = -1  # batch row holding this sequence's logits after the current decode
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)  # with top_logprobs: each token's text
+    top: list[dict[str, float]] = field(default_factory=list)  # its top-k alternatives
     text: str = ""
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
 
@@ -62,6 +64,7 @@ class _Seq:
 class LlamaCppBackend(Backend):
     name = "llama_cpp"
     raw_prompts = True
+    gives_top_logprobs = True
 
     def __init__(self, settings: BackendSettings) -> None:
         super().__init__(settings)
@@ -339,11 +342,15 @@ class LlamaCppBackend(Backend):
         token = L.llama_sampler_sample(seq.sampler, self._ctx, seq.row)
         if L.llama_vocab_is_eog(self._vocab, token):
             return self._finish(slots, seq, "stop")
-        if seq.job.request.logprobs:  # log-softmax of the raw logits (temperature 1)
+        request = seq.job.request
+        if request.logprobs or request.top_logprobs:  # log-softmax of the raw logits (temperature 1)
             logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self._ctx, seq.row), (self._n_vocab,))
-            top = float(logits.max())
-            lse = top + float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
-            seq.logprobs.append(float(logits[token]) - lse)
+            chosen, top = position_logprobs(logits, token, request.top_logprobs)
+            seq.logprobs.append(chosen)
+            if request.top_logprobs:
+                seq.pieces.append(self._piece(token).decode("utf-8", "replace"))
+                seq.top.append(top_alternatives((self._piece(t).decode("utf-8", "replace"), lp)
+                                                for t, lp in top))
         seq.tokens.append(token)
         before = len(seq.text)
         seq.text += seq.decoder.decode(self._piece(token))
@@ -364,9 +371,11 @@ class LlamaCppBackend(Backend):
             return
         if flush:
             seq.text += seq.decoder.decode(b"", final=True)
+        top = seq.job.request.top_logprobs and not error
         self._resolve(seq.job, Completion(
             "" if error else seq.text, reason, len(seq.prompt), len(seq.tokens),
-            seq.logprobs if seq.job.request.logprobs and not error else None, error))
+            seq.logprobs if seq.job.request.logprobs and not error else None, error,
+            seq.pieces if top else None, seq.top if top else None))
 
     @staticmethod
     def _resolve(job: _Job, completion: Completion) -> None:

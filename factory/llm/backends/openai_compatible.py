@@ -27,13 +27,14 @@ from factory.llm.backends.base import BackendSettings, pop_flag
 from factory.llm.backends.chat_prefix import cut_at_user_turn, render_jinja
 from factory.llm.backends.http_common import MALFORMED, ApiBackend, CallFailed
 from factory.llm.pricing import OPENAI_PRICES
-from factory.llm.request import Completion, Request
+from factory.llm.request import Completion, Request, top_alternatives
 
 FINISH = {"stop": "stop", "length": "length", "content_filter": "stop", "tool_calls": "stop"}
 
 
 class OpenAICompatibleBackend(ApiBackend):
     name = "openai_compatible"
+    gives_top_logprobs = True  # where the server gives them (OpenAI, vLLM, llama.cpp servers do)
     prices = OPENAI_PRICES
     raw_prompts = True
 
@@ -85,8 +86,14 @@ class OpenAICompatibleBackend(ApiBackend):
             body["stop"] = list(p.stop)
         if self.send_seed:  # the request's own seed: same request, same sample, on servers that honor it
             body["seed"] = request.sampling_seed(self.name, self.model_id) & 0x7FFFFFFF
-        if request.logprobs:
-            body["logprobs"] = 1 if request.raw is not None else True  # completions: top-n count
+        if request.raw is not None:
+            if request.logprobs:  # completions: logprobs is a top-n count (top-k alternatives: chat only)
+                body["logprobs"] = 1
+        else:
+            if request.logprobs or request.top_logprobs:
+                body["logprobs"] = True
+            if request.top_logprobs:  # OpenAI allows up to 20; vLLM and llama.cpp servers more
+                body["top_logprobs"] = request.top_logprobs
         if self.send_top_k and p.top_k:
             body["extra_body"] = {"top_k": p.top_k}
         return body
@@ -101,9 +108,17 @@ class OpenAICompatibleBackend(ApiBackend):
             if request.logprobs and choice.logprobs is not None and choice.logprobs.content:
                 logprobs = [float(t.logprob) for t in choice.logprobs.content]
             usage = reply.usage
-            return Completion(choice.message.content or "", FINISH.get(choice.finish_reason or "", "stop"),
-                              int(usage.prompt_tokens) if usage else 0,
-                              int(usage.completion_tokens) if usage else 0, logprobs)
+            completion = Completion(choice.message.content or "",
+                                    FINISH.get(choice.finish_reason or "", "stop"),
+                                    int(usage.prompt_tokens) if usage else 0,
+                                    int(usage.completion_tokens) if usage else 0, logprobs)
+            content = choice.logprobs.content if choice.logprobs is not None else None
+            if request.top_logprobs and content:  # a server that gives none leaves them None
+                completion.tokens = [t.token for t in content]
+                completion.top_logprobs = [
+                    top_alternatives((a.token, float(a.logprob)) for a in t.top_logprobs or [])
+                    for t in content]
+            return completion
         except (AttributeError, IndexError, TypeError, ValueError) as exc:
             raise CallFailed(MALFORMED, f"unexpected reply shape: {exc}") from None
 

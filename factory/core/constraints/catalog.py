@@ -1,0 +1,244 @@
+"""The constraint catalogue: every type's parameters, prompt phrasings, sampler and checker.
+
+Ids and keyword names are IFEval's (Zhou et al. 2023) where the type is one of IFEval's, so a
+record's constraints can also be scored by lm-eval, and IFEval-style data can be scored here. The
+phrasings, samplers and word lists are factory's own. Checkers: lm-eval's classes, except the four
+hand-written ones in ``checks.py``. ``weight`` is the share in the sampler's default mix; types
+with weight 0 (language, IFEval's langdetect case checks) are checked but only sampled on request.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import factory.core.constraints.checks as checks
+import factory.core.constraints.words as words
+from factory.core.constraints.spec import ConstraintType, Param
+
+RELATION = Param("choice", choices=("less than", "at least"))
+NONE: dict[str, Param] = {}
+
+
+def _keyword(rng: random.Random, prompt: str) -> str:
+    """A word from the prompt half the time (likely in the answer), else one from the list."""
+    own = words.content_words(prompt)
+    return rng.choice(own) if own and rng.random() < 0.5 else rng.choice(words.KEYWORDS)
+
+
+def _existence(rng: random.Random, prompt: str) -> dict[str, Any]:
+    first = _keyword(rng, prompt)
+    rest = [w for w in words.KEYWORDS if w != first]
+    return {"keywords": [first] if rng.random() < 0.6 else [first, rng.choice(rest)]}
+
+
+def _frequency(rng: random.Random, prompt: str) -> dict[str, Any]:
+    own = words.content_words(prompt)
+    if own and rng.random() < 0.5:  # a cap bites only on a word the answer is likely to repeat
+        return {"keyword": rng.choice(own), "frequency": rng.randint(2, 3), "relation": "less than"}
+    return {"keyword": _keyword(rng, prompt), "frequency": rng.randint(2, 3), "relation": "at least"}
+
+
+def _forbidden(rng: random.Random, prompt: str) -> dict[str, Any] | None:
+    own = words.content_words(prompt)  # words the answer is likely to reach for
+    if not own:
+        return None
+    return {"forbidden_words": sorted(rng.sample(own, min(len(own), rng.randint(1, 2))))}
+
+
+def _letter(rng: random.Random, prompt: str) -> dict[str, Any]:
+    if rng.random() < 0.5:
+        return {"letter": rng.choice(words.COMMON_LETTERS), "let_frequency": rng.randint(8, 20),
+                "let_relation": "at least"}
+    return {"letter": rng.choice(words.RARE_LETTERS), "let_frequency": rng.randint(1, 3),
+            "let_relation": "less than"}
+
+
+def _words(rng: random.Random, prompt: str) -> dict[str, Any]:
+    if rng.random() < 0.6:
+        return {"num_words": rng.choice((30, 40, 50, 60, 80, 100)), "relation": "less than"}
+    return {"num_words": rng.choice((20, 30, 40, 50)), "relation": "at least"}
+
+
+def _sentences(rng: random.Random, prompt: str) -> dict[str, Any]:
+    if rng.random() < 0.5:
+        return {"num_sentences": rng.randint(3, 6), "relation": "less than"}
+    return {"num_sentences": rng.randint(2, 4), "relation": "at least"}
+
+
+def _nth_paragraph(rng: random.Random, prompt: str) -> dict[str, Any]:
+    n = rng.randint(2, 3)
+    return {"num_paragraphs": n, "nth_paragraph": rng.randint(1, n),
+            "first_word": rng.choice(words.OPENERS)}
+
+
+def _capitals(rng: random.Random, prompt: str) -> dict[str, Any]:
+    if rng.random() < 0.5:
+        return {"capital_frequency": rng.randint(2, 4), "capital_relation": "at least"}
+    return {"capital_frequency": rng.randint(2, 4), "capital_relation": "less than"}
+
+
+def _yes_no(rng: random.Random, prompt: str) -> dict[str, Any] | None:
+    """Only for a question that asks yes or no (IFEval's fixed options are yes / no / maybe)."""
+    first = prompt.strip().split(maxsplit=1)[0].lower() if prompt.strip() else ""
+    return {} if first in {"is", "are", "does", "do", "can", "should", "will", "was"} else None
+
+
+def _fixed(**kwargs: Any):
+    return lambda rng, prompt: dict(kwargs)
+
+
+def _pick(name: str, options: tuple[Any, ...]):
+    return lambda rng, prompt: {name: rng.choice(options)}
+
+
+def _count(name: str, low: int, high: int):
+    return lambda rng, prompt: {name: rng.randint(low, high)}
+
+
+T = ConstraintType
+TYPES: list[ConstraintType] = [
+    # keywords
+    T("keywords:existence", "include every listed word", {"keywords": Param("words")},
+      {"": ("Mention the word{keywords_s} {keywords} somewhere in your answer.",
+            "Make sure your reply uses the word{keywords_s} {keywords}.",
+            "Work the word{keywords_s} {keywords} into your response.")}, _existence, weight=1.5),
+    T("keywords:frequency", "a word at least / fewer than n times",
+      {"keyword": Param("text"), "frequency": Param("int", 1, 50), "relation": RELATION},
+      {"at least": ("Use the word '{keyword}' at least {times}.",
+                    "The word '{keyword}' should come up {times} or more in your answer."),
+       "less than": ("Use the word '{keyword}' at most {at_most_times}.",
+                     "Do not write the word '{keyword}' {times} or more.")},
+      _frequency, variant_by="relation", count="frequency"),
+    T("keywords:forbidden_words", "none of the listed words", {"forbidden_words": Param("words")},
+      {"": ("Do not use the word{forbidden_words_s} {forbidden_words_or}.",
+            "Avoid the word{forbidden_words_s} {forbidden_words_or} entirely.",
+            "Answer without ever writing {forbidden_words_or}.")}, _forbidden, weight=2.0),
+    T("keywords:letter_frequency", "a letter at least / fewer than n times",
+      {"letter": Param("letter"), "let_frequency": Param("int", 1, 1000), "let_relation": RELATION},
+      {"at least": ("The letter '{letter}' must appear at least {let_frequency} times in your answer.",
+                    "Use the letter '{letter}' {let_frequency} times or more."),
+       "less than": ("Use the letter '{letter}' at most {at_most_times} in your answer.",
+                     "The letter '{letter}' may appear fewer than {let_frequency} times, no more.")},
+      _letter, variant_by="let_relation", count="let_frequency"),
+    # length
+    T("length_constraints:number_words", "fewer than / at least n words",
+      {"num_words": Param("int", 1, 100_000), "relation": RELATION},
+      {"less than": ("Answer in fewer than {num_words} words.", "Keep your reply under {num_words} words.",
+                     "Use at most {at_most} words."),
+       "at least": ("Write at least {num_words} words.",
+                    "Your reply should run to {num_words} words or more.")},
+      _words, weight=2.5, variant_by="relation", count="num_words"),
+    T("length_constraints:number_sentences", "fewer than / at least n sentences",
+      {"num_sentences": Param("int", 1, 1000), "relation": RELATION},
+      {"less than": ("Answer in fewer than {num_sentences} sentences.", "Use at most {at_most} sentences."),
+       "at least": ("Write at least {num_sentences} sentences.",
+                    "Your answer needs {num_sentences} or more sentences.")},
+      _sentences, weight=2.0, variant_by="relation", count="num_sentences"),
+    T("length_constraints:number_paragraphs", "exactly n paragraphs split by ***",
+      {"num_paragraphs": Param("int", 1, 100)},
+      {"": ("Write exactly {num_paragraphs} paragraphs and put a line with *** between them.",
+            "Split your answer into {num_paragraphs} paragraphs separated by the divider ***.")},
+      _count("num_paragraphs", 2, 4)),
+    T("length_constraints:nth_paragraph_first_word",
+      "n paragraphs split by blank lines; paragraph i starts with a word",
+      {"num_paragraphs": Param("int", 1, 100), "nth_paragraph": Param("int", 1, 100),
+       "first_word": Param("text")},
+      {"": ("Write {num_paragraphs} paragraphs separated by blank lines; paragraph {nth_paragraph} "
+            "must begin with the word '{first_word}'.",
+            "Give {num_paragraphs} paragraphs (a blank line between each), and start paragraph "
+            "{nth_paragraph} with '{first_word}'.")}, _nth_paragraph, weight=0.5),
+    # detectable content
+    T("detectable_content:number_placeholders", "at least n [placeholders]",
+      {"num_placeholders": Param("int", 1, 100)},
+      {"": ("Include at least {num_placeholders} placeholder(s) in square brackets, like [name].",
+            "Leave {num_placeholders} or more blanks for the reader as square-bracket placeholders "
+            "such as [date].")}, _count("num_placeholders", 1, 3)),
+    T("detectable_content:postscript", "a postscript starting with the marker",
+      {"postscript_marker": Param("text")},
+      {"": ("End with a postscript that starts with {postscript_marker}",
+            "Add a note at the very end beginning with {postscript_marker}")},
+      _pick("postscript_marker", words.POSTSCRIPT_MARKERS)),
+    # detectable format
+    T("detectable_format:number_bullet_lists", "exactly n * or - bullet points",
+      {"num_bullets": Param("int", 1, 100)},
+      {"": ("Answer with exactly {num_bullets} bullet points, each on its own line starting with '* '.",
+            "Give your answer as {num_bullets} markdown bullet points (lines starting with '- '), "
+            "no more and no fewer.")}, _count("num_bullets", 2, 5), weight=2.0),
+    T("detectable_format:constrained_response", "contains 'My answer is yes./no./maybe.'", NONE,
+      {"": ("Give your verdict with one of these exact sentences: My answer is yes. / My answer "
+            "is no. / My answer is maybe.",)}, _yes_no, alone=True),
+    T("detectable_format:number_highlighted_sections", "at least n *highlighted* spans",
+      {"num_highlights": Param("int", 1, 100)},
+      {"": ("Highlight at least {num_highlights} part(s) of your answer with markdown, like *this*.",
+            "Mark {num_highlights} or more key phrases in *italics* with asterisks.")},
+      _count("num_highlights", 1, 3), weight=1.5),
+    T("detectable_format:multiple_sections", "at least n sections marked 'Section 1', ...",
+      {"section_spliter": Param("text"), "num_sections": Param("int", 1, 100)},
+      {"": ("Organise your answer in {num_sections} sections, each headed '{section_spliter} 1', "
+            "'{section_spliter} 2' and so on.",
+            "Use {num_sections} numbered sections; begin each with {section_spliter} and its number.")},
+      lambda rng, p: {"section_spliter": rng.choice(words.SECTION_WORDS), "num_sections": rng.randint(2, 3)}),
+    T("detectable_format:json_format", "the whole answer is JSON", NONE,
+      {"": ("Reply only with valid JSON (a markdown ``` fence around it is fine).",
+            "Format your entire answer as a JSON object.")}, _fixed(), alone=True),
+    T("detectable_format:title", "a title in <<double angle brackets>>", NONE,
+      {"": ("Give your answer a title wrapped in double angle brackets, like <<my title>>.",
+            "Start with a title inside << and >>.")}, _fixed(), weight=1.5),
+    T("detectable_format:numbered_list", "exactly n numbered lines (1. 2. ...)",
+      {"num_items": Param("int", 1, 100)},
+      {"": ("Answer as a numbered list with exactly {num_items} items (1., 2., ...).",
+            "List exactly {num_items} points, numbered 1. to {num_items}.")},
+      _count("num_items", 2, 5), check=checks.numbered_list, weight=2.0),
+    # combination
+    T("combination:two_responses", "two different answers split by ******", NONE,
+      {"": ("Give two different answers, separated by a line of six asterisks: ******",)},
+      _fixed(), alone=True, weight=0.5),
+    T("combination:repeat_prompt", "repeat the request word for word, then answer",
+      {"prompt_to_repeat": Param("text")},
+      {"": ("Before answering, copy the request above word for word (without this sentence), "
+            "then give your answer.",)},
+      lambda rng, prompt: {"prompt_to_repeat": prompt}, alone=True, weight=0.5),
+    # start / end
+    T("startend:end_checker", "ends with an exact phrase", {"end_phrase": Param("text")},
+      {"": ("Finish your answer with the phrase \"{end_phrase}\" and nothing after it.",
+            "The last words of your reply must be \"{end_phrase}\"")},
+      _pick("end_phrase", words.END_PHRASES), weight=1.5),
+    T("startend:quotation", "the whole answer in double quotes", NONE,
+      {"": ("Put your whole answer inside double quotation marks.",
+            "Wrap the entire reply in double quotes.")}, _fixed(), weight=1.5),
+    T("startend:start_phrase", "starts with an exact phrase", {"start_phrase": Param("text")},
+      {"": ("Begin your answer with the words \"{start_phrase}\".",
+            "Your reply must open with \"{start_phrase}\".")},
+      _pick("start_phrase", words.START_PHRASES), check=checks.start_phrase, weight=1.5),
+    # case
+    T("change_case:capital_word_frequency", "at least / fewer than n ALL-CAPS words",
+      {"capital_frequency": Param("int", 1, 1000), "capital_relation": RELATION},
+      {"at least": ("Write at least {capital_frequency} words in ALL CAPITAL LETTERS.",
+                    "Stress {capital_frequency} or more words by writing them fully in capitals."),
+       "less than": ("Write fewer than {capital_frequency} words in all capital letters.",
+                     "Use at most {at_most} fully capitalised words.")},
+      _capitals, variant_by="capital_relation", count="capital_frequency"),
+    T("change_case:lowercase", "no capital letters", NONE,
+      {"": ("Write your whole answer in lowercase letters, with no capitals at all.",
+            "Do not use any capital letters.")}, _fixed(), check=checks.lowercase),
+    T("change_case:uppercase", "capital letters only", NONE,
+      {"": ("Write your whole answer in capital letters.", "Answer entirely in UPPERCASE.")},
+      _fixed(), check=checks.uppercase),
+    T("change_case:english_lowercase", "IFEval's: lowercase and langdetect says English", NONE,
+      {"": ("Answer in English, using lowercase letters only.",)}, _fixed(), weight=0),
+    T("change_case:english_capital", "IFEval's: capitals and langdetect says English", NONE,
+      {"": ("Answer in English, using capital letters only.",)}, _fixed(), weight=0),
+    # punctuation
+    T("punctuation:no_comma", "no commas", NONE,
+      {"": ("Do not use any commas in your answer.", "Write your reply without a single comma.",
+            "Avoid commas completely.")}, _fixed(), weight=2.5),
+    # language
+    T("language:response_language", "the whole answer in a given language (langdetect)",
+      {"language": Param("text")},
+      {"": ("Answer only in the language with ISO code '{language}'.",)},
+      _pick("language", words.LANGUAGES), alone=True, weight=0),
+]
+
+CATALOG: dict[str, ConstraintType] = {t.id: t for t in TYPES}
+assert len(CATALOG) == len(TYPES), "duplicate constraint id"
