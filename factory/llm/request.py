@@ -5,6 +5,10 @@ A request is chat messages + sampling params + a sample index. The sample index 
 for several independent samples of the same prompt; it is part of the cache key and of the
 per-request random seed, so sample 3 is the same text whether it was made alone or in a batch.
 
+A raw request (``Request.text``) carries a prompt string instead of chat messages: the model
+continues that text as it stands, no chat template applied (Magpie sends the template's pre-query
+prefix this way). Only backends with ``raw_prompts`` take one.
+
 Log-probabilities: ``logprobs`` asks for the chosen token's log-probability at each generated
 position; ``top_logprobs=k`` for the k most likely tokens there (text -> log-probability of the
 model's raw distribution, before any grammar or top-k/top-p), with each generated token's text, so
@@ -51,6 +55,12 @@ class Request:
     # decoding (llama.cpp grammars, structured outputs) enforce it; others may only be asked.
     json_schema: str | None = None
     top_logprobs: int = 0  # k alternatives per generated position (0: none)
+    raw: str | None = None  # a raw text prompt, sent as is (then ``messages`` is empty)
+
+    @classmethod
+    def text(cls, prompt: str, params: SamplingParams, sample_index: int = 0) -> "Request":
+        """A raw prompt: the model continues ``prompt``; no chat template is applied."""
+        return cls((), params, sample_index, raw=prompt)
 
     @classmethod
     def chat(cls, messages: list[dict[str, str]], params: SamplingParams, sample_index: int = 0,
@@ -65,16 +75,21 @@ class Request:
         return [{"role": r, "content": c} for r, c in self.messages]
 
     def prompt_hash(self) -> str:
-        """Hash of the prompt alone (messages), recorded in lineage."""
-        return hashlib.sha256(json.dumps(self.messages).encode()).hexdigest()[:16]
+        """Hash of the prompt alone (messages, or the raw prompt), recorded in lineage."""
+        prompt = self.messages if self.raw is None else self.raw
+        return hashlib.sha256(json.dumps(prompt).encode()).hexdigest()[:16]
 
     @cached_property
     def canonical(self) -> str:
-        """Everything about the request that changes its answer, as stable JSON."""
-        parts = [self.params.canonical, self.messages, self.sample_index, self.logprobs,
-                 self.json_schema]
-        # Only when asked: every request made before top-k existed keeps its cache key.
-        return json.dumps(parts + [self.top_logprobs] if self.top_logprobs else parts)
+        """Everything about the request that changes its answer, as stable JSON. (A chat request's
+        key is what it was before raw prompts and top-k existed: caches made then still answer.)"""
+        parts: list = [self.params.canonical, self.messages, self.sample_index, self.logprobs,
+                       self.json_schema]
+        if self.top_logprobs:  # only when asked
+            parts.append(self.top_logprobs)
+        if self.raw is not None:
+            parts.append({"raw": self.raw})
+        return json.dumps(parts)
 
     def sampling_seed(self, backend: str, model: str) -> int:
         """Deterministic per-request seed: same request -> same seed, whatever the batching. Asking

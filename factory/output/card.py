@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from factory import __version__
+from factory.output.diversity_card import diversity_section, samplers_section
 from factory.recipe.graph import Graph
 from factory.recipe.spec import Recipe
 
@@ -88,7 +89,8 @@ the hash of each prompt). Load one with
 | step | reason | records |
 |---|---|---|
 {reasons}
-""" + "".join(f"\n{section.strip()}\n" for section in sections or [])
+""" + "".join(f"\n{section.strip()}\n" for section in sections or []) \
+        + samplers_section(stats.get("samplers")) + diversity_section(stats.get("diversity"))
 
 
 def review_card(review: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from factory.core.schema import Strict
 from factory.llm.spec import BackendBlock
+from factory.recipe.samplers_spec import SamplersBlock
 from factory.recipe.teach_spec import EvalBlock, TaskBlock, TrainBlock
 from factory.steps import STEP_SPECS
 from factory.steps.judge_gate import JudgeGate
@@ -86,7 +87,8 @@ class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     seed: int = Field(0, description="global seed; per-request seeds derive from it")
-    seeds: SeedsBlock
+    seeds: SeedsBlock | None = Field(None, description="seed rows (optional with samplers.count)")
+    samplers: SamplersBlock | None = Field(None, description="seed columns drawn from declared axes")
     backend: BackendBlock
     backends: dict[str, BackendBlock] = Field(default_factory=dict,
                                               description="extra named backends for steps")
@@ -115,7 +117,11 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def teach_sections(self) -> "Recipe":
-        if self.seeds.task is not None and self.task is None:
+        if self.seeds is None and (self.samplers is None or self.samplers.count is None):
+            raise ValueError("give 'seeds' or 'samplers' with a 'count'")
+        if self.seeds is not None and self.samplers is not None and self.samplers.count is not None:
+            raise ValueError("samplers.count: with 'seeds' the seed rows set the count; remove one")
+        if self.seeds is not None and self.seeds.task is not None and self.task is None:
             raise ValueError("seeds.task needs a 'task:' section")
         if self.eval is not None and self.task is None:
             raise ValueError("eval: needs a 'task:' section (the held-out problems)")

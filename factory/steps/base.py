@@ -18,12 +18,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator
 
 from factory.core.record import Record, Rejected
 from factory.core.schema import IDENTIFIER, Strict
+from factory.llm.backends.base import Backend
 from factory.llm.request import Completion, Request, SamplingParams
 from factory.llm.spec import Params
 
@@ -77,6 +78,8 @@ class StepRunner:
         self.spec = spec
         self.params = params  # the backend's params with the step's overrides applied
         self.backend_params: dict[str, SamplingParams] = {}  # other backends' params, by recipe key
+        self.backend: Backend | None = None  # the step's own backend (set by bind_steps), for
+        # what only the backend knows (Magpie's chat-template prefix); calls go through ctx.ask
 
     @property
     def name(self) -> str:
@@ -168,6 +171,8 @@ class StepBase(Strict):
     params: Params = Params()
     # The recipe's folder (set when the recipe is planned): files a step names are relative to it.
     _recipe_dir: Path | None = PrivateAttr(None)
+    # True: the step sends raw text prompts (Request.raw), so its backend must take them.
+    needs_raw_prompts: ClassVar[bool] = False
 
     @field_validator("writes", mode="before")
     @classmethod

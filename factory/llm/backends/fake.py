@@ -14,8 +14,10 @@ fake backend is reproducible byte for byte. Options (the recipe's ``backend.opti
 - ``fail_match``: regex; matching requests fail with an error (never cached).
 - ``fail_every``: N; about one request in N fails, chosen by request hash.
 
-Templates may use ``{hash}`` (8 hex digits of the request), ``{last}`` (the last user message),
-``{sample}`` (sample index) and ``{temperature}``.
+Templates may use ``{hash}`` (8 hex digits of the request), ``{last}`` (the last user message,
+or a raw prompt), ``{sample}`` (sample index) and ``{temperature}``.
+
+Raw prompts (``Request.text``) are matched like chat text; the pre-query prefix is ChatML's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import re
 from typing import Any
 
 from factory.llm.backends.base import Backend, BackendSettings
+from factory.llm.backends.chat_prefix import CHATML, cut_at_user_turn, render_jinja
 from factory.llm.request import Completion, Request, request_key, top_alternatives
 
 DEFAULT_REPLY = "Answer {hash}: a short reply to '{last:.60}'."
@@ -32,6 +35,7 @@ DEFAULT_REPLY = "Answer {hash}: a short reply to '{last:.60}'."
 
 class FakeBackend(Backend):
     name = "fake"
+    raw_prompts = True
     gives_top_logprobs = True
 
     def __init__(self, settings: BackendSettings) -> None:
@@ -51,6 +55,9 @@ class FakeBackend(Backend):
     def model_id(self) -> str:
         return self.settings.model or "fake-1"
 
+    def pre_query_prefix(self, system: str | None) -> str:
+        return cut_at_user_turn(lambda messages: render_jinja(CHATML, messages), system)
+
     async def generate(self, requests: list[Request]) -> list[Completion]:
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -59,8 +66,10 @@ class FakeBackend(Backend):
 
     def _reply(self, request: Request) -> Completion:
         digest = request_key(self.name, self.model_id, request)
-        prompt = "\n".join(content for _, content in request.messages)
-        prompt_tokens = self.count_tokens(request.message_dicts())
+        prompt = request.raw if request.raw is not None else \
+            "\n".join(content for _, content in request.messages)
+        prompt_tokens = self.count_tokens(request.message_dicts()) if request.raw is None \
+            else len(prompt.split())
         if (self.fail_match and self.fail_match.search(prompt)) or (
             self.fail_every and int(digest[:8], 16) % self.fail_every == 0
         ):
@@ -75,7 +84,8 @@ class FakeBackend(Backend):
                 else:
                     template, scripted = chosen, rule.get("top_logprobs")
                 break
-        last_user = next((c for r, c in reversed(request.messages) if r == "user"), "")
+        last_user = request.raw if request.raw is not None else \
+            next((c for r, c in reversed(request.messages) if r == "user"), "")
         text = template.format(hash=digest[:8], last=last_user, sample=request.sample_index,
                                temperature=request.params.temperature)
         words = text.split()

@@ -24,11 +24,12 @@ from typing import Any
 
 import llama_cpp as L
 import numpy as np
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from factory.core.models import EMBEDDED_FILE, embedded_gguf
 from factory.llm.backends.base import Backend, BackendSettings, pop_flag
-from factory.llm.backends.llama_cpp_sampling import CHATML, Samplers, position_logprobs
+from factory.llm.backends.chat_prefix import cut_at_user_turn
+from factory.llm.backends.llama_cpp_sampling import Samplers, position_logprobs
+from factory.llm.backends.llama_cpp_template import chat_formatter, vocab_formatter
 from factory.llm.request import Completion, Request, top_alternatives
 
 EMBEDDED_ALIASES = (None, "", "embedded", "smollm2-135m")
@@ -62,6 +63,7 @@ class _Seq:
 
 class LlamaCppBackend(Backend):
     name = "llama_cpp"
+    raw_prompts = True
     gives_top_logprobs = True
 
     def __init__(self, settings: BackendSettings) -> None:
@@ -94,6 +96,7 @@ class LlamaCppBackend(Backend):
             log.setLevel(logging.ERROR)
         self.n_threads, self.n_ctx_per_seq = n_threads, n_ctx_per_seq
         self._model = None  # loaded on first use: a fully cached rebuild never loads the model
+        self._formatter = None  # the chat template (read with the vocabulary alone if need be)
         self.shared_prompt_tokens = 0  # prompt tokens copied from a sibling sample, not computed
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -134,13 +137,7 @@ class LlamaCppBackend(Backend):
         self._mem = L.llama_get_memory(self._ctx)
         self._batch = L.llama_batch_init(self.n_batch, 0, 1)
 
-        template = L.llama_model_chat_template(self._model, None)
-        self._formatter = Jinja2ChatFormatter(
-            template=template.decode() if template else CHATML,
-            eos_token=self._token_text(L.llama_vocab_eos(self._vocab)),
-            bos_token=self._token_text(L.llama_vocab_bos(self._vocab)),
-            add_generation_prompt=True,
-        )
+        self._formatter = chat_formatter(self._model)
         self._thread = threading.Thread(target=self._run, name="llama_cpp-decode", daemon=True)
         self._thread.start()
 
@@ -168,6 +165,11 @@ class LlamaCppBackend(Backend):
             futures.append(future)
         return list(await asyncio.gather(*futures))
 
+    def pre_query_prefix(self, system: str | None) -> str:
+        if self._formatter is None:  # no weights needed: a cached rebuild still loads nothing big
+            self._formatter = vocab_formatter(self.path)
+        return cut_at_user_turn(self._format, system)
+
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         self._load()
         return len(self._tokenize(self._format(messages)))
@@ -184,6 +186,7 @@ class LlamaCppBackend(Backend):
     # ---- prompt and tokens (read-only model data: safe from any thread) -----------------------
 
     def _format(self, messages: list[dict[str, str]]) -> str:
+        assert self._formatter is not None
         return self._formatter(messages=messages).prompt
 
     def _tokenize(self, text: str) -> list[int]:
@@ -199,9 +202,6 @@ class LlamaCppBackend(Backend):
         buf = (L.ctypes.c_char * 64)()
         n = L.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         return bytes(buf[:n]) if n > 0 else b""
-
-    def _token_text(self, token: int) -> str:
-        return L.llama_vocab_get_text(self._vocab, token).decode() if token >= 0 else ""
 
     # ---- the decode thread ------------------------------------------------------------------
 
@@ -248,7 +248,9 @@ class LlamaCppBackend(Backend):
 
     def _start(self, job: _Job, slot: int) -> _Seq | None:
         try:
-            prompt = self._tokenize(self._format(job.request.message_dicts()))
+            request = job.request  # a raw prompt is sent as is: no template
+            prompt = self._tokenize(request.raw if request.raw is not None else
+                                    self._format(request.message_dicts()))
         except Exception as exc:
             self._resolve(job, Completion("", "error", error=f"prompt formatting failed: {exc!r}"))
             return None

@@ -10,11 +10,8 @@ import llama_cpp as L
 import numpy as np
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from factory.llm.backends.chat_prefix import CHATML  # noqa: F401  (GGUFs without a template: llama_cpp)
 from factory.llm.request import Request
-
-# Used only for GGUFs that carry no chat template (base models).
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 class Samplers:

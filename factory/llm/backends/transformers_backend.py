@@ -16,11 +16,13 @@ from typing import Any
 
 from factory.llm.backends.base import Backend, BackendSettings
 from factory.llm.backends.batching import MicroBatcher
+from factory.llm.backends.chat_prefix import cut_at_user_turn
 from factory.llm.request import Completion, Request, top_alternatives
 
 
 class TransformersBackend(Backend):
     name = "transformers"
+    raw_prompts = True
     gives_top_logprobs = True
 
     def __init__(self, settings: BackendSettings) -> None:
@@ -81,6 +83,20 @@ class TransformersBackend(Backend):
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
+    def _request_ids(self, request: Request) -> list[int]:
+        if request.raw is not None:  # sent as is: the text already holds any special tokens
+            return self.tokenizer(request.raw, add_special_tokens=False).input_ids
+        return self._prompt_ids(request.message_dicts())
+
+    def pre_query_prefix(self, system: str | None) -> str:
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is None:  # the tokenizer alone: no weights are loaded for this
+            from factory.core.models import load_tokenizer
+
+            tokenizer = load_tokenizer(self.ref)
+        return cut_at_user_turn(lambda messages: tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False), system)
+
     # ---- decoding (worker thread) -----------------------------------------------------------
 
     def _run_batch(self, requests: list[Request]) -> list[Completion]:
@@ -94,7 +110,7 @@ class TransformersBackend(Backend):
     def _decode(self, requests: list[Request]) -> list[Completion]:
         import torch
 
-        prompts = [self._prompt_ids(r.message_dicts()) for r in requests]
+        prompts = [self._request_ids(r) for r in requests]
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])

@@ -23,6 +23,7 @@ from typing import Any
 
 from factory.llm.backends.base import Backend, BackendSettings, pop_flag
 from factory.llm.backends.batching import MicroBatcher
+from factory.llm.backends.chat_prefix import cut_at_user_turn
 from factory.llm.request import Completion, Request, top_alternatives
 
 
@@ -37,6 +38,7 @@ def _on_gpu() -> bool:
 
 class VLLMBackend(Backend):
     name = "vllm"
+    raw_prompts = True
     gives_top_logprobs = True
 
     def __init__(self, settings: BackendSettings) -> None:
@@ -93,13 +95,34 @@ class VLLMBackend(Backend):
                               seed=request.sampling_seed(self.name, self.model_id),
                               logprobs=request.top_logprobs or (0 if request.logprobs else None))
 
+    def pre_query_prefix(self, system: str | None) -> str:
+        from transformers import AutoTokenizer  # the tokenizer alone: no engine is started for this
+
+        tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
+        return cut_at_user_turn(lambda messages: tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False), system)
+
     def _run_batch(self, requests: list[Request]) -> list[Completion]:
+        """Chat requests through ``LLM.chat``, raw prompts through ``LLM.generate`` (as is)."""
+        chats = [i for i, r in enumerate(requests) if r.raw is None]
+        raws = [i for i, r in enumerate(requests) if r.raw is not None]
+        outputs: dict[int, Any] = {}
         try:
-            outputs = self._load().chat([r.message_dicts() for r in requests],
-                                        [self._params(r) for r in requests], use_tqdm=False)
+            llm = self._load()
+            if chats:
+                done = llm.chat([requests[i].message_dicts() for i in chats],
+                                [self._params(requests[i]) for i in chats], use_tqdm=False)
+                outputs.update(zip(chats, done))
+            if raws:  # token ids, so vLLM adds no BOS of its own before the template's text
+                tokenizer = llm.get_tokenizer()
+                prompts = [{"prompt_token_ids": tokenizer.encode(requests[i].raw, add_special_tokens=False)}
+                           for i in raws]
+                done = llm.generate(prompts,
+                                    [self._params(requests[i]) for i in raws], use_tqdm=False)
+                outputs.update(zip(raws, done))
         except Exception as exc:  # a failed batch fails its requests, never the process
             return [Completion("", "error", error=f"vllm: {type(exc).__name__}: {exc}") for _ in requests]
-        return [self._completion(r, o) for r, o in zip(requests, outputs)]
+        return [self._completion(r, outputs[i]) for i, r in enumerate(requests)]
 
     @staticmethod
     def _completion(request: Request, output: Any) -> Completion:
