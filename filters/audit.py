@@ -1,7 +1,8 @@
 """``factory qc`` and ``factory audit``: the chain on any dataset, enforcing or report-only.
 
 The audit writes one self-contained HTML page (plotly.js inlined once, no CDN): counts and
-reasons, length histograms, perplexity and reward histograms with their cut lines, the drift
+reasons, diversity figures (distinct-n, mean ROUGE-L, Vendi; the seeds beside them with --seeds),
+length histograms, perplexity and reward histograms with their cut lines, the drift
 scatter with AUC/MMD, the largest duplicate groups, pair-QC figures, a random 5% sample (at least
 20 rows) with keep/drop buttons and an export, and, once people have reviewed rows with
 ``factory review`` (``reviews.jsonl``), how far they agree with the chain and with each other.
@@ -45,6 +46,9 @@ def audit(dataset_path: Path, output: Path | None = None, chain_path: Path | Non
     dataset = load_dataset_records(dataset_path, fmt, prompt_column, response_column, split)
     result, chain_path = run_dataset_chain(dataset, chain_path, seeds_path, report_only=True)
     summary = result.summary(len(dataset.records))
+    from factory.core.rows import read_rows
+
+    summary["diversity"] = dataset_diversity(dataset, read_rows(seeds_path) if seeds_path else [], seed)
     people = latest(read_verdicts(review_paths(dataset_path)[1]))
     if people:
         summary["agreement"] = agreement(qc_labels(dataset.records, result), people)
@@ -56,7 +60,41 @@ def audit(dataset_path: Path, output: Path | None = None, chain_path: Path | Non
     return output, summary
 
 
+def dataset_diversity(dataset: LoadedDataset, seeds: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """filters.diversity's figures for the split's prompt and answer texts (and the seed rows'
+    text columns, when given)."""
+    from filters.diversity import DiversityTally, diversity_stats
+
+    columns = _text_columns(dataset)[:2]  # prompt and response, or prompt and chosen
+    generated = DiversityTally(columns, [], seed)
+    for record in dataset.records:
+        generated.add(record.fields)
+    tally = None
+    if seeds:
+        tally = DiversityTally(None, [], seed)
+        for row in seeds:
+            tally.add(row)
+    return diversity_stats(tally, generated, {}, seed)
+
+
 # ---------------------------------------------------------------------------------------- report
+
+
+def _diversity_table(diversity: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{s['side']}</td><td>{html.escape(s['column'])}</td><td>{s['rows']}</td><td>{s['texts']}</td>"
+        + "".join(f"<td>{'n/a' if s.get(k) is None else s[k]}</td>"
+                  for k in ("distinct_1", "distinct_2", "rouge_l_mean", "vendi")) + "</tr>"
+        for s in diversity["sets"])
+    missing = "".join(f"<p>{html.escape(k)}: {html.escape(v)}.</p>"
+                      for k, v in diversity.get("missing", {}).items())
+    sample = diversity["sample"]
+    return (f"<p>Each set sampled to at most {sample['texts']} texts (ROUGE-L over at most "
+            f"{sample['pairs']} pairs). distinct-n: share of distinct word n-grams (higher: more varied). "
+            "Mean ROUGE-L: overlap of two texts (lower: more varied). Vendi: the effective number of "
+            "distinct texts on MiniLM embeddings.</p><table><tr><th>side</th><th>column</th><th>rows</th>"
+            "<th>sampled</th><th>distinct-1</th><th>distinct-2</th><th>mean ROUGE-L</th><th>Vendi</th></tr>"
+            + rows + "</table>" + missing)
 
 
 def _text_columns(dataset: LoadedDataset) -> list[str]:
@@ -253,6 +291,7 @@ chain <code>{html.escape(str(chain_path))}</code>
 run in report-only mode (every filter sees every record; nothing is removed).
 {would} records would be dropped by at least one filter.</p>
 <h2>Counts and reasons</h2>{_counts_table(summary)}
+<h2>Diversity</h2>{_diversity_table(summary["diversity"])}
 {''.join(sections)}
 <h2>Largest duplicate groups</h2>{_dup_groups(result)}
 <h2>Agreement with people</h2>{_agreement_table(summary)}
