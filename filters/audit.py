@@ -11,12 +11,13 @@ scatter with AUC/MMD, the largest duplicate groups, pair-QC figures, a random 5%
 from __future__ import annotations
 
 import html
+import math
 import random
 from pathlib import Path
 from typing import Any
 
 from filters.agreement import agreement
-from filters.base import QCContext, QCResult
+from filters.base import QCContext, QCResult, figures_note
 from filters.chain import build_chain
 from filters.config import load_chain_file
 from filters.dataset_io import LoadedDataset, default_chain_path, load_dataset_records
@@ -114,28 +115,19 @@ def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, s
     out.append(("Lengths", fig, ""))
     for label, info in result.info.items():
         kind = label.split("#")[0]
-        scores = [s for s in result.stats[label].scores if isinstance(s, (int, float))]
-        if kind in ("perplexity", "reward") and scores:
-            fig = go.Figure(go.Histogram(x=scores, nbinsx=40, name=kind))
-            if info.get("cut") is not None:
-                fig.add_vline(x=info["cut"], line_dash="dash", line_color="red",
-                              annotation_text=f"cut {info['cut']:g} ({info.get('rule', '')})")
-            if kind == "perplexity":
-                fig.update_xaxes(type="log", title="perplexity (log scale)")
-                note = f"model: {info.get('model')}"
-            else:
-                fig.update_xaxes(title="reward")
-                note = f"scorer: {info.get('scorer')}"
-            out.append((f"{label}: histogram", fig, note))
+        scores = [float(s) for s in result.stats[label].scores
+                  if isinstance(s, (int, float)) and math.isfinite(s)]
+        if kind in ("perplexity", "reward", "repetition") and scores:
+            out.append((f"{label}: histogram", score_histogram(kind, scores, info), _score_note(kind, info)))
         elif kind == "drift":
             scatter = info.get("_scatter")
             if not scatter:
                 out.append((f"{label}: drift", None, info.get("message", "not measured")))
                 continue
-            fig = go.Figure()
+            fig = go.Figure()  # SVG, not WebGL: at most 2 × max_samples points, and drawn without a GPU
             for side in ("seed", "synthetic"):
                 xy = scatter[side]
-                fig.add_scattergl(x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers", name=side,
+                fig.add_scatter(x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers", name=side,
                                   text=scatter[f"{side}_text"], marker={"size": 5, "opacity": 0.6})
             title = (f"AUC {info['auc']:.3f} · MMD² {info['mmd2']:.4f} (p {info['mmd_p']:.3f}) · "
                      f"{info['gate']}")
@@ -150,14 +142,53 @@ def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, s
     return out
 
 
+def score_histogram(kind: str, scores: list[float], info: dict[str, Any]) -> Any:
+    """A histogram of one filter's scores with its cut line. Perplexity spans orders of magnitude,
+    so it is binned on log10 values on a linear axis labelled in perplexity: plotly's histogram on
+    a log axis put every record outside its bins and drew no bars."""
+    import plotly.graph_objects as go
+
+    cut = info.get("cut")
+    cut = float(cut) if isinstance(cut, (int, float)) and math.isfinite(cut) else None
+    log = kind == "perplexity" and min(scores) > 0 and (cut is None or cut > 0)
+    xs = [math.log10(v) for v in scores] if log else scores
+    fig = go.Figure(go.Histogram(x=xs, nbinsx=40, name=kind, hovertemplate="%{y} records<extra></extra>"))
+    if cut is not None:
+        fig.add_vline(x=math.log10(cut) if log else cut, line_dash="dash", line_color="red",
+                      annotation_text=f"cut {cut:g} ({info.get('cut_source') or info.get('rule', '')})")
+    if log:
+        span = xs + ([math.log10(cut)] if cut is not None else [])
+        ticks = [e + math.log10(m) for e in range(math.floor(min(span)), math.ceil(max(span)) + 1)
+                 for m in (1, 2, 5)]
+        per = " per character" if info.get("per") == "char" else ""
+        fig.update_xaxes(tickvals=ticks, ticktext=[f"{10 ** t:.3g}" for t in ticks],
+                         title=f"perplexity{per} (log scale)")
+    else:
+        fig.update_xaxes(title={"reward": "reward", "repetition": "worst rule figure ÷ its threshold "
+                                "(above 1 = dropped)"}.get(kind, kind))
+    fig.update_yaxes(title="records")
+    return fig
+
+
+def _score_note(kind: str, info: dict[str, Any]) -> str:
+    parts = [f"model: {info.get('model')}" if kind == "perplexity" else
+             f"scorer: {info.get('scorer')}" if kind == "reward" else str(info.get("rule", ""))]
+    if info.get("cut_source"):
+        parts.append(f"cut {info.get('cut')}: {info['cut_source']}")
+    if info.get("message"):
+        parts.append(str(info["message"]))
+    return "; ".join(parts)
+
+
 def _counts_table(summary: dict[str, Any]) -> str:
     rows = []
     for name, f in summary["filters"].items():
         reasons = {**f["dropped"], **{f"{k} (failed)": v for k, v in f["failed"].items()}}
         text = "<br>".join(f"{html.escape(k)}: {v}" for k, v in reasons.items()) or "—"
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{f['in']}</td><td>{f['kept']}</td>"
-                    f"<td>{text}</td><td>{html.escape(str(f.get('rule', f.get('gate', ''))))}</td></tr>")
-    head = "<tr><th>filter</th><th>in</th><th>kept</th><th>would drop (reason: n)</th><th>rule</th></tr>"
+                    f"<td>{text}</td><td>{html.escape(figures_note(f) or str(f.get('gate', '')))}</td></tr>")
+    head = ("<tr><th>filter</th><th>in</th><th>kept</th><th>would drop (reason: n)</th>"
+            "<th>rule, cut and its source</th></tr>")
     return "<table>" + head + "".join(rows) + "</table>"
 
 

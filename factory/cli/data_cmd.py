@@ -102,12 +102,14 @@ def audit(
 
 
 def _print_qc(summary: dict, title: str, report_only: bool = False) -> None:
+    from filters.base import figures_note
+
     table = Table(title=escape(title))  # "folder[train]" is not rich markup
     for col in ("filter", "in", "kept", "dropped", "failed", "rule / figures"):
         table.add_column(col, justify="left" if col in ("filter", "dropped", "failed", "rule / figures")
                          else "right")
     for name, f in summary["filters"].items():
-        note = f.get("message") or f.get("rule") or ""
+        note = figures_note(f)
         table.add_row(name, str(f["in"]), str(f["kept"]), reasons(f["dropped"]), reasons(f["failed"]),
                       str(note))
     out.print(table)
