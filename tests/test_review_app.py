@@ -13,9 +13,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from browser import chromium_driver
 from conftest import ROOT, read_jsonl, run_cli
 from filters.review_store import read_verdicts
-from test_qc_audit import _chromium_driver
 from test_review_gate import gate_recipe
 
 ARTIFACTS = Path(os.environ.get("FACTORY_TEST_ARTIFACTS") or ROOT / "test-artifacts")
@@ -79,7 +79,7 @@ def test_review_by_keyboard_survives_a_killed_server(write_recipe, tmp_path, cac
     port, log = free_port(), tmp_path / "app.log"
     url = f"http://127.0.0.1:{port}/"
     app = start_app(out, port, log)
-    driver = _chromium_driver()
+    driver = chromium_driver()
     try:
         driver.set_window_size(1366, 768)
         driver.get(url)
