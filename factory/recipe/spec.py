@@ -102,8 +102,9 @@ class Recipe(Strict):
     def teach_sections(self) -> "Recipe":
         if self.seeds.task is not None and self.task is None:
             raise ValueError("seeds.task needs a 'task:' section")
-        if self.eval is not None and self.task is None:
-            raise ValueError("eval: needs a 'task:' section (the held-out problems)")
+        if self.eval is not None and self.eval.benchmark == "task" and self.task is None:
+            raise ValueError("eval: needs a 'task:' section (the held-out problems) or "
+                             "benchmark: ifeval")
         if self.train is not None:
             wanted = [(self.train.sft_split, "sft")] + \
                 ([(self.train.dpo_split, "dpo")] if self.train.dpo is not None else [])
