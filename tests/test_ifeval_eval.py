@@ -97,7 +97,8 @@ def test_verdicts_are_lm_evals_and_the_counts_add_up(data):
 def test_summarize_counts_follow_the_rows():
     rows = [{"instruction_id_list": ["a", "b"], "strict": [True, False], "loose": [True, True]},
             {"instruction_id_list": ["a"], "strict": [True], "loose": [True]},
-            {"instruction_id_list": ["b", "c", "a"], "strict": [False, False, True], "loose": [True, False, True]}]
+            {"instruction_id_list": ["b", "c", "a"], "strict": [False, False, True],
+             "loose": [True, False, True]}]
     out = summarize(rows)
     assert out["prompt_level_strict"]["correct"] == 1 and out["prompt_level_loose"]["correct"] == 2
     assert (out["inst_level_strict"]["correct"], out["inst_level_strict"]["n"]) == (3, 6)
