@@ -40,6 +40,19 @@ PERMUTED_ARCHS = {"llama"}  # converters that permute q/k rows (convert_hf_to_gg
 SUPPORTED_ARCHS = PERMUTED_ARCHS  # others may lay out tensors differently: not verified here
 
 
+def pop_adapter_options(opts: dict[str, Any]) -> tuple[str | None, list[str], str]:
+    """The llama_cpp backend's ``dtype`` and ``adapters`` options, taken out of ``opts``, and the
+    suffix they add to its model id (the cache key): the dtype, then the adapters' hash."""
+    dtype = opts.pop("dtype", None)  # None: the file's own weights
+    if dtype not in (None, "float32", "float16"):
+        raise ValueError(f"llama_cpp option dtype: float32 or float16, not {dtype!r}")
+    adapters = opts.pop("adapters", [])
+    adapters = [str(adapters)] if isinstance(adapters, (str, Path)) else [str(a) for a in adapters]
+    # named by the adapters' hash, as in the transformers backend (adapters_id checks each folder)
+    suffix = (f"+{dtype}" if dtype else "") + (f"+lora:{adapters_id(adapters)}" if adapters else "")
+    return dtype, adapters, suffix
+
+
 def base_facts(gguf_path: Path) -> dict[str, Any]:
     """Architecture, layers and attention heads of a base GGUF (read from its metadata)."""
     import gguf

@@ -28,9 +28,9 @@ import llama_cpp as L
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from factory.core.models import EMBEDDED_FILE, adapters_id, embedded_gguf
+from factory.core.models import EMBEDDED_FILE, embedded_gguf
 from factory.llm.backends.base import Backend, BackendSettings, pop_flag
-from factory.llm.backends.gguf_files import adapter_files, attach_adapters, dequantized
+from factory.llm.backends.gguf_files import adapter_files, attach_adapters, dequantized, pop_adapter_options
 from factory.llm.backends.llama_cpp_sampling import CHATML, Samplers
 from factory.llm.request import Completion, Request
 
@@ -72,11 +72,7 @@ class LlamaCppBackend(Backend):
         self.n_batch = int(opts.pop("n_batch", 512))
         self.share_prompts = pop_flag(opts, "share_prompts", True)  # off: only to measure the gain
         self.flash_attn = pop_flag(opts, "flash_attn", False)
-        self.dtype = opts.pop("dtype", None)  # None: the file's own weights
-        if self.dtype not in (None, "float32", "float16"):
-            raise ValueError(f"llama_cpp option dtype: float32 or float16, not {self.dtype!r}")
-        adapters = opts.pop("adapters", [])
-        self.adapters = [str(adapters)] if isinstance(adapters, (str, Path)) else [str(a) for a in adapters]
+        self.dtype, self.adapters, weights_suffix = pop_adapter_options(opts)
         if opts:
             raise ValueError(f"unknown llama_cpp backend option(s): {', '.join(sorted(opts))}")
         self.n_seq = max(1, int(settings.concurrency))
@@ -92,10 +88,7 @@ class LlamaCppBackend(Backend):
             self._model_id = f"{self.path.name}:{self.path.stat().st_size}"
         if self.flash_attn:  # other numerics, other texts: never mixed with the default's cache rows
             self._model_id += "+flash_attn"
-        if self.dtype:
-            self._model_id += f"+{self.dtype}"
-        if self.adapters:  # named by the adapters' hash, as in the transformers backend
-            self._model_id += f"+lora:{adapters_id(self.adapters)}"  # also checks each folder
+        self._model_id += weights_suffix  # dtype, adapters' hash
 
         # llama.cpp logs every load detail to stderr; keep errors only unless the user chose a level.
         log = logging.getLogger("llama-cpp-python")
