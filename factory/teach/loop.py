@@ -3,7 +3,8 @@
 Round 1 is the recipe's build as written: k samples per train problem on its backend, verified,
 QC'd, written as SFT (best correct answer) and DPO (correct vs incorrect of the same problem).
 Then LoRA SFT from the base model, DPO from the SFT model (its reference), and a greedy eval of
-base, SFT and SFT+DPO on the held-out problems, all three through the same transformers decoder.
+base, SFT and SFT+DPO on the held-out set (the task's problems or an IFEval file), all three
+through the recipe's one eval decoder (transformers, or llama.cpp with GGUF LoRA adapters).
 Round r > 1 samples again from the best model so far (``train.resample_backend``) and trains from
 the base model again on the new data (ReST-EM: a fresh start each round avoids drift); the loop
 stops when a round lifts held-out accuracy on non-copyable problems by less than ``min_gain``.
