@@ -122,7 +122,7 @@ def main() -> None:
           f"{len(planted)} planted copies, n = {block.ngram}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"filters.decontaminate: {len(records) / ours_s:,.0f} records/s ({ours_s:.1f} s incl. index "
-          f"{f.info['index_s']:.1f} s); peak RSS {rss:.0f} MB")
+          f"{f.info['_index_s']:.1f} s); peak RSS {rss:.0f} MB")
     print(f"plain string n-grams:  {len(sub) / plain_s:,.0f} records/s on the first {len(sub)} "
           f"({plain_s:.1f} s incl. index); speedup {len(records) / ours_s / (len(sub) / plain_s):.1f}x; "
           f"same verdicts: {agree}")

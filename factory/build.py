@@ -23,7 +23,7 @@ from factory.engine.executor import BoundStep, Engine, ProgressHook
 from factory.engine.plan import BuildOptions, Plan
 from factory.engine.sampling_check import check_sampling
 from factory.engine.tally import Tally
-from factory.engine.wiring import bind_steps, open_backends, open_session
+from factory.engine.wiring import bind_steps, draft_samplers, open_backends, open_session
 from factory.llm.backends import Backend
 from factory.llm.dispatch import CallStats
 from factory.llm.pricing import Budget
@@ -50,6 +50,7 @@ class Stages:
     qc: tuple[list[Record | Reject], dict[str, Any], Any] | None = None
     review: Any = None
     not_sent: dict[str, dict[str, str]] = field(default_factory=dict)
+    diversity: Any = None  # a DiversityTally of the kept records (filters.diversity)
 
 
 async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHook | None = None,
@@ -68,6 +69,8 @@ async def run_build(plan: Plan, options: BuildOptions, on_step_done: ProgressHoo
 async def _build(plan: Plan, options: BuildOptions, on_step_done: ProgressHook | None,
                  backends: dict[str, Backend] | None, started: float, stages: Stages) -> BuildResult:
     async with open_session(options) as llm:  # closes the cache and what it opened
+        await draft_samplers(plan, llm)  # topic trees and personas, before any step
+        stages.diversity = _diversity_tally(plan)
         async with AsyncExitStack() as stack:
             not_sent: dict[str, dict[str, str]] = {}
             if options.executor == "ray":
@@ -113,6 +116,8 @@ async def _stream_into_writer(plan: Plan, outcomes: AsyncIterator[Record | Rejec
     async for outcome in outcomes:
         stages.tally.add(outcome)
         stages.writer.add(outcome)
+        if isinstance(outcome, Record):
+            stages.diversity.add(outcome.fields)
 
 
 def _qc_judge_blocks(plan: Plan) -> list[Any]:
@@ -141,16 +146,22 @@ def _write(plan: Plan, engine: Engine, stages: Stages, llm: LLMSession, bound: d
     if stages.writer is None:
         for outcome in outcomes:
             stages.tally.add(outcome)
+            if isinstance(outcome, Record):
+                stages.diversity.add(outcome.fields)
     totals = stages.tally.totals(engine.inputs, *engine.created_consumed())
     stats = {"recipe": plan.recipe.name, "seed": plan.seed, "totals": totals,
              "steps": {name: s.as_dict() for name, s in engine.stats.items()},
              "requests": {k: v["made"] + v["cached"] for k, v in calls.items()}}
     if stages.not_sent:
         stats["sampling_not_sent"] = stages.not_sent
+    judges = {name: m for name, b in bound.items() if (m := b.runner.measurement()) is not None}
+    if judges:  # every judge's mode and, when gated, its measured agreement
+        stats["judges"] = judges
     if qc is not None:
         stats["qc"] = qc[1]
     if review is not None:
         stats["review"] = review.stats
+    stats.update(_diversity_stats(plan, stages.diversity))
     models = {k: b.model_id for k, b in backends.items()}
     sections = [bound[s.name].runner.card_section(engine.stats[s.name].figures) for s in plan.graph.order]
     card = render_card(plan.recipe, plan.loaded.path, plan.graph, stats, models, [s for s in sections if s])
@@ -213,6 +224,41 @@ def _run_review(plan: Plan, entered: list[Record], outcomes: list[Record | Rejec
     from filters.build_review import run_review_stage
 
     return run_review_stage(plan.recipe, plan.output, entered, outcomes, qc[2] if qc else None, plan.seed)
+
+
+def _diversity_tally(plan: Plan) -> Any:
+    """A sample of each split's prompt and answer texts, and the sampler axes' values, as records
+    are kept (``filters.diversity``; out of the hot path: a few dict lookups per record)."""
+    from filters.diversity import DiversityTally
+
+    columns, maybe = [], []
+    for spec in plan.recipe.outputs.splits.values():
+        if spec.format != "columns":
+            columns += [spec.prompt, spec.chosen if spec.format == "dpo" else spec.completion]
+        maybe += spec.columns  # extra columns: measured when they hold text, not labels
+    samplers = plan.recipe.samplers
+    axes = samplers.sampled_columns() if samplers is not None else []
+    return DiversityTally(list(dict.fromkeys(columns)), axes, plan.seed, maybe=list(dict.fromkeys(maybe)))
+
+
+def _diversity_stats(plan: Plan, generated: Any) -> dict[str, Any]:
+    """stats.json's ``samplers`` (axes and how often each value was drawn, what drafting took) and
+    ``diversity`` (seeds vs kept records: filters.diversity)."""
+    from factory.recipe.samplers import axis_counts, iter_sampled, possible_values
+    from filters.diversity import DiversityTally, diversity_stats
+
+    out: dict[str, Any] = {}
+    samplers = plan.recipe.samplers
+    possible = possible_values(samplers, plan.pools) if samplers is not None else {}
+    if samplers is not None:
+        drawn = axis_counts(samplers, plan.pools, iter_sampled(samplers, plan.pools, plan.seed,
+                                                               plan.seed_count))
+        out["samplers"] = {**drawn, "drafted": plan.drafted}
+    seeds = DiversityTally(None, generated.axes, plan.seed)
+    for row in plan.seed_rows():
+        seeds.add(row)
+    out["diversity"] = diversity_stats(seeds, generated, possible, plan.seed)
+    return out
 
 
 def _step_calls(bound: BoundStep) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """``factory qc`` and ``factory audit``: the chain on any dataset, enforcing or report-only.
 
 The audit writes one self-contained HTML page (plotly.js inlined once, no CDN): counts and
-reasons, length histograms, perplexity and reward histograms with their cut lines, the drift
+reasons, diversity figures (distinct-n, mean ROUGE-L, Vendi; the seeds beside them with --seeds),
+length histograms, perplexity and reward histograms with their cut lines, the drift
 scatter with AUC/MMD, the largest duplicate groups, pair-QC figures, a random 5% sample (at least
 20 rows) with keep/drop buttons and an export, and, once people have reviewed rows with
 ``factory review`` (``reviews.jsonl``), how far they agree with the chain and with each other.
@@ -10,12 +11,13 @@ scatter with AUC/MMD, the largest duplicate groups, pair-QC figures, a random 5%
 from __future__ import annotations
 
 import html
+import math
 import random
 from pathlib import Path
 from typing import Any
 
 from filters.agreement import agreement
-from filters.base import QCContext, QCResult
+from filters.base import QCContext, QCResult, figures_note
 from filters.chain import build_chain
 from filters.config import load_chain_file
 from filters.dataset_io import LoadedDataset, default_chain_path, load_dataset_records
@@ -44,6 +46,9 @@ def audit(dataset_path: Path, output: Path | None = None, chain_path: Path | Non
     dataset = load_dataset_records(dataset_path, fmt, prompt_column, response_column, split)
     result, chain_path = run_dataset_chain(dataset, chain_path, seeds_path, report_only=True)
     summary = result.summary(len(dataset.records))
+    from factory.core.rows import read_rows
+
+    summary["diversity"] = dataset_diversity(dataset, read_rows(seeds_path) if seeds_path else [], seed)
     people = latest(read_verdicts(review_paths(dataset_path)[1]))
     if people:
         summary["agreement"] = agreement(qc_labels(dataset.records, result), people)
@@ -55,7 +60,41 @@ def audit(dataset_path: Path, output: Path | None = None, chain_path: Path | Non
     return output, summary
 
 
+def dataset_diversity(dataset: LoadedDataset, seeds: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """filters.diversity's figures for the split's prompt and answer texts (and the seed rows'
+    text columns, when given)."""
+    from filters.diversity import DiversityTally, diversity_stats
+
+    columns = _text_columns(dataset)[:2]  # prompt and response, or prompt and chosen
+    generated = DiversityTally(columns, [], seed)
+    for record in dataset.records:
+        generated.add(record.fields)
+    tally = None
+    if seeds:
+        tally = DiversityTally(None, [], seed)
+        for row in seeds:
+            tally.add(row)
+    return diversity_stats(tally, generated, {}, seed)
+
+
 # ---------------------------------------------------------------------------------------- report
+
+
+def _diversity_table(diversity: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{s['side']}</td><td>{html.escape(s['column'])}</td><td>{s['rows']}</td><td>{s['texts']}</td>"
+        + "".join(f"<td>{'n/a' if s.get(k) is None else s[k]}</td>"
+                  for k in ("distinct_1", "distinct_2", "rouge_l_mean", "vendi")) + "</tr>"
+        for s in diversity["sets"])
+    missing = "".join(f"<p>{html.escape(k)}: {html.escape(v)}.</p>"
+                      for k, v in diversity.get("missing", {}).items())
+    sample = diversity["sample"]
+    return (f"<p>Each set sampled to at most {sample['texts']} texts (ROUGE-L over at most "
+            f"{sample['pairs']} pairs). distinct-n: share of distinct word n-grams (higher: more varied). "
+            "Mean ROUGE-L: overlap of two texts (lower: more varied). Vendi: the effective number of "
+            "distinct texts on MiniLM embeddings.</p><table><tr><th>side</th><th>column</th><th>rows</th>"
+            "<th>sampled</th><th>distinct-1</th><th>distinct-2</th><th>mean ROUGE-L</th><th>Vendi</th></tr>"
+            + rows + "</table>" + missing)
 
 
 def _text_columns(dataset: LoadedDataset) -> list[str]:
@@ -76,28 +115,19 @@ def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, s
     out.append(("Lengths", fig, ""))
     for label, info in result.info.items():
         kind = label.split("#")[0]
-        scores = [s for s in result.stats[label].scores if isinstance(s, (int, float))]
-        if kind in ("perplexity", "reward") and scores:
-            fig = go.Figure(go.Histogram(x=scores, nbinsx=40, name=kind))
-            if info.get("cut") is not None:
-                fig.add_vline(x=info["cut"], line_dash="dash", line_color="red",
-                              annotation_text=f"cut {info['cut']:g} ({info.get('rule', '')})")
-            if kind == "perplexity":
-                fig.update_xaxes(type="log", title="perplexity (log scale)")
-                note = f"model: {info.get('model')}"
-            else:
-                fig.update_xaxes(title="reward")
-                note = f"scorer: {info.get('scorer')}"
-            out.append((f"{label}: histogram", fig, note))
+        scores = [float(s) for s in result.stats[label].scores
+                  if isinstance(s, (int, float)) and math.isfinite(s)]
+        if kind in ("perplexity", "reward", "repetition") and scores:
+            out.append((f"{label}: histogram", score_histogram(kind, scores, info), _score_note(kind, info)))
         elif kind == "drift":
             scatter = info.get("_scatter")
             if not scatter:
                 out.append((f"{label}: drift", None, info.get("message", "not measured")))
                 continue
-            fig = go.Figure()
+            fig = go.Figure()  # SVG, not WebGL: at most 2 × max_samples points, and drawn without a GPU
             for side in ("seed", "synthetic"):
                 xy = scatter[side]
-                fig.add_scattergl(x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers", name=side,
+                fig.add_scatter(x=[p[0] for p in xy], y=[p[1] for p in xy], mode="markers", name=side,
                                   text=scatter[f"{side}_text"], marker={"size": 5, "opacity": 0.6})
             title = (f"AUC {info['auc']:.3f} · MMD² {info['mmd2']:.4f} (p {info['mmd_p']:.3f}) · "
                      f"{info['gate']}")
@@ -112,14 +142,53 @@ def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, s
     return out
 
 
+def score_histogram(kind: str, scores: list[float], info: dict[str, Any]) -> Any:
+    """A histogram of one filter's scores with its cut line. Perplexity spans orders of magnitude,
+    so it is binned on log10 values on a linear axis labelled in perplexity: plotly's histogram on
+    a log axis put every record outside its bins and drew no bars."""
+    import plotly.graph_objects as go
+
+    cut = info.get("cut")
+    cut = float(cut) if isinstance(cut, (int, float)) and math.isfinite(cut) else None
+    log = kind == "perplexity" and min(scores) > 0 and (cut is None or cut > 0)
+    xs = [math.log10(v) for v in scores] if log else scores
+    fig = go.Figure(go.Histogram(x=xs, nbinsx=40, name=kind, hovertemplate="%{y} records<extra></extra>"))
+    if cut is not None:
+        fig.add_vline(x=math.log10(cut) if log else cut, line_dash="dash", line_color="red",
+                      annotation_text=f"cut {cut:g} ({info.get('cut_source') or info.get('rule', '')})")
+    if log:
+        span = xs + ([math.log10(cut)] if cut is not None else [])
+        ticks = [e + math.log10(m) for e in range(math.floor(min(span)), math.ceil(max(span)) + 1)
+                 for m in (1, 2, 5)]
+        per = " per character" if info.get("per") == "char" else ""
+        fig.update_xaxes(tickvals=ticks, ticktext=[f"{10 ** t:.3g}" for t in ticks],
+                         title=f"perplexity{per} (log scale)")
+    else:
+        fig.update_xaxes(title={"reward": "reward", "repetition": "worst rule figure ÷ its threshold "
+                                "(above 1 = dropped)"}.get(kind, kind))
+    fig.update_yaxes(title="records")
+    return fig
+
+
+def _score_note(kind: str, info: dict[str, Any]) -> str:
+    parts = [f"model: {info.get('model')}" if kind == "perplexity" else
+             f"scorer: {info.get('scorer')}" if kind == "reward" else str(info.get("rule", ""))]
+    if info.get("cut_source"):
+        parts.append(f"cut {info.get('cut')}: {info['cut_source']}")
+    if info.get("message"):
+        parts.append(str(info["message"]))
+    return "; ".join(parts)
+
+
 def _counts_table(summary: dict[str, Any]) -> str:
     rows = []
     for name, f in summary["filters"].items():
         reasons = {**f["dropped"], **{f"{k} (failed)": v for k, v in f["failed"].items()}}
         text = "<br>".join(f"{html.escape(k)}: {v}" for k, v in reasons.items()) or "—"
         rows.append(f"<tr><td>{html.escape(name)}</td><td>{f['in']}</td><td>{f['kept']}</td>"
-                    f"<td>{text}</td><td>{html.escape(str(f.get('rule', f.get('gate', ''))))}</td></tr>")
-    head = "<tr><th>filter</th><th>in</th><th>kept</th><th>would drop (reason: n)</th><th>rule</th></tr>"
+                    f"<td>{text}</td><td>{html.escape(figures_note(f) or str(f.get('gate', '')))}</td></tr>")
+    head = ("<tr><th>filter</th><th>in</th><th>kept</th><th>would drop (reason: n)</th>"
+            "<th>rule, cut and its source</th></tr>")
     return "<table>" + head + "".join(rows) + "</table>"
 
 
@@ -222,6 +291,7 @@ chain <code>{html.escape(str(chain_path))}</code>
 run in report-only mode (every filter sees every record; nothing is removed).
 {would} records would be dropped by at least one filter.</p>
 <h2>Counts and reasons</h2>{_counts_table(summary)}
+<h2>Diversity</h2>{_diversity_table(summary["diversity"])}
 {''.join(sections)}
 <h2>Largest duplicate groups</h2>{_dup_groups(result)}
 <h2>Agreement with people</h2>{_agreement_table(summary)}

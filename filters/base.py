@@ -159,6 +159,17 @@ class Chain:
                         context.report_only)
 
 
+def figures_note(stats: dict[str, Any]) -> str:
+    """One line for a filter's stats: its rule or message, the cut and where the cut came from,
+    and which rules fired (the repetition filter) -- for the console, the audit and the card."""
+    parts = [str(stats.get("message") or stats.get("rule") or "")]
+    if stats.get("cut_source"):
+        parts.append(f"cut {stats.get('cut')} from {stats['cut_source']}")
+    if stats.get("fired"):
+        parts.append("fired: " + ", ".join(f"{k} {v}" for k, v in stats["fired"].items()))
+    return "; ".join(p for p in parts if p)
+
+
 def qc_reject(record: Record, label: str, verdict: Drop | Failed) -> Reject:
     detail = verdict.detail
     score = verdict.score

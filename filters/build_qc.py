@@ -66,6 +66,12 @@ def qc_card(qc: dict[str, Any]) -> str:
         note = f.get("scorer") or f.get("message") or f.get("method") or f.get("model") or ""
         if f.get("default_scorer"):
             note = f"**default scorer:** {note}"
+        if f.get("scorer") and f.get("message"):  # the reward gate: why the cut did or did not delete
+            note = f"{note}; {'' if f.get('deletes', True) else '**'}{f['message']}" \
+                   f"{'' if f.get('deletes', True) else '**'}"
+        if f.get("cut_source"):
+            cut = f"cut {f.get('cut')}: {f['cut_source']}"
+            note = f"{note}; {cut}" if note else cut
         if "chosen_longer" in f and f["chosen_longer"] is not None:
             note = f"chosen longer in {f['chosen_longer']:.0%} of pairs; margin: {f['margin_source']}"
         lines.append(f"| {name} | {f['in']} | {f['kept']} | {dropped} | {f.get('rule', '')} | {note} |")

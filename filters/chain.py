@@ -12,6 +12,7 @@ from filters.config import (
     DriftBlock,
     PairsBlock,
     PerplexityBlock,
+    RepetitionBlock,
     RewardBlock,
 )
 
@@ -20,7 +21,10 @@ def build_chain(blocks: list[Any]) -> Chain:
     """Filter objects for validated blocks; heavy modules are imported only for filters used."""
     out = []
     for block in blocks:
-        if isinstance(block, PerplexityBlock):
+        if isinstance(block, RepetitionBlock):
+            from filters.repetition import RepetitionFilter
+            out.append(RepetitionFilter(block))
+        elif isinstance(block, PerplexityBlock):
             from filters.perplexity import PerplexityFilter
             out.append(PerplexityFilter(block))
         elif isinstance(block, DedupBlock):

@@ -1,13 +1,19 @@
-"""Perplexity filter: per-token perplexity of a text under a causal LM; the most perplexing go.
+"""Perplexity filter: texts a causal LM finds too surprising go.
 
-Default scorer: the embedded SmolLM2-135M GGUF dequantized by transformers (trainers/models.py);
+Default scorer: the embedded SmolLM2-135M GGUF dequantized by transformers (factory/core/models.py);
 any HF causal LM folder works. Texts are sorted by length and batched, so padding stays small.
-With ``prompt_column`` the prompt is context only: its tokens are not scored.
+With ``prompt_column`` the prompt is context only (its tokens are not scored): by default the user
+turn of the model's chat template, the text its reply. The default statistic is the worst run of
+8 tokens (``per: window``; ``token`` and ``char`` average the whole text), and the default cut is a
+percentile of the same statistic on known-good reference text (in-house answers shipped in
+``filters/reference/``, a file, or the seeds), so it does not move with the share of garbage in
+the data; ``reference: data`` (a percentile of the data itself) is kept, and labelled as such.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from factory.core.errors import FactoryError
@@ -15,6 +21,10 @@ from factory.core.record import Record
 from factory.core.text import as_text, texts_or_failures
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict, percentile_cut
 from filters.config import PerplexityBlock
+
+# Answers written for this project (never copied from a data set): the default perplexity
+# reference, so the cut is learned from known-good text and not from the data being filtered.
+BUILTIN_REFERENCE = Path(__file__).resolve().parent / "reference" / "answers.jsonl"
 
 _LOADED: dict[str, tuple[Any, Any]] = {}  # one load per process (the GGUF takes ~20 s)
 
@@ -33,37 +43,65 @@ def load_scorer(spec: str) -> tuple[Any, Any]:
     return _LOADED[spec]
 
 
+def statistic(nlls: list[float], text: str, per: str, window: int = 8) -> float:
+    """exp of the mean NLL per token (``token``), per character (``char``), or over the worst run
+    of ``window`` tokens (``window``; a shorter text: all its tokens). NaN with nothing scored."""
+    if not nlls or not text:
+        return math.nan
+    if per == "char":
+        return math.exp(sum(nlls) / len(text))
+    if per == "window" and len(nlls) > window:
+        run = sum(nlls[:window])
+        worst = run
+        for i in range(window, len(nlls)):
+            run += nlls[i] - nlls[i - window]
+            worst = max(worst, run)
+        return math.exp(worst / window)
+    return math.exp(sum(nlls) / len(nlls))
+
+
 class PerplexityScorer:
     def __init__(self, model: str = "smollm2", batch_size: int = 16, max_tokens: int = 512) -> None:
         self.spec, self.batch_size, self.max_tokens = model, batch_size, max_tokens
-        self._memo: dict[tuple[str, str], tuple[float, int]] = {}  # (prompt, text) -> (nll, tokens)
+        # (context, text, chat) -> the scored tokens' NLLs: a text is scored once per scorer
+        self._memo: dict[tuple[str, str, bool], list[float]] = {}
 
-    def score(self, texts: list[str], prompts: list[str] | None = None, per: str = "token") -> list[float]:
-        """Perplexity per text: exp(mean NLL per token), or per character with ``per="char"``."""
-        todo = sorted({(p, t) for p, t in zip(prompts or [""] * len(texts), texts)} - set(self._memo))
+    def score(self, texts: list[str], prompts: list[str] | None = None, per: str = "token",
+              chat: bool = False, window: int = 8) -> list[float]:
+        """Perplexity per text: exp(mean NLL per token); ``per="char"``: per character;
+        ``per="window"``: of the worst ``window`` consecutive tokens (local garbage in a long answer
+        is not averaged away). ``prompts`` condition the text and are not scored: with ``chat``, as
+        the user turn of the tokenizer's chat template (the text is the assistant's reply), else
+        as ``prompt + "\n"``."""
+        keys = [(p, t, chat) for p, t in zip(prompts or [""] * len(texts), texts)]
+        todo = sorted(set(keys) - set(self._memo))
         if todo:
-            sums = self._nll([t for _, t in todo], [p for p, _ in todo] if prompts else None)
-            self._memo.update(zip(todo, sums))
-        out = []
-        for p, t in zip(prompts or [""] * len(texts), texts):
-            nll, count = self._memo[(p, t)]
-            denom = count if per == "token" else len(t)
-            out.append(math.exp(nll / denom) if count and denom else math.nan)
-        return out
+            nlls = self._nll([t for _, t, _ in todo], [p for p, _, _ in todo] if prompts else None, chat)
+            self._memo.update(zip(todo, nlls))
+        return [statistic(self._memo[key], key[1], per, window) for key in keys]
 
-    def _nll(self, texts: list[str], prompts: list[str] | None) -> list[tuple[float, int]]:
-        """(summed negative log-likelihood, scored tokens) per text."""
+    def _context(self, tok: Any, prompt: str | None, chat: bool) -> list[int]:
+        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
+        if prompt is None:
+            return bos
+        if chat and getattr(tok, "chat_template", None):
+            framed = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+            return tok(framed, add_special_tokens=False)["input_ids"]
+        return bos + tok(prompt + "\n", add_special_tokens=False)["input_ids"]
+
+    def _nll(self, texts: list[str], prompts: list[str] | None, chat: bool = False) -> list[list[float]]:
+        """The negative log-likelihood of each scored token, per text."""
         import torch
 
         model, tok = load_scorer(self.spec)
-        bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
         seqs = []
         for i, text in enumerate(texts):
-            ctx = bos + (tok(prompts[i] + "\n", add_special_tokens=False)["input_ids"] if prompts else [])
+            ctx = self._context(tok, prompts[i] if prompts else None, chat)
             body = tok(text, add_special_tokens=False)["input_ids"][: self.max_tokens]
             seqs.append((ctx[-self.max_tokens:], body))
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
-        out: list[tuple[float, int]] = [(math.nan, 0)] * len(seqs)
+        out: list[list[float]] = [[] for _ in seqs]
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
@@ -78,14 +116,34 @@ class PerplexityScorer:
                 attn[row, :n] = 1
                 # Token t is predicted from the ones before it; with no context the first is unscored.
                 scored[row, max(len(ctx), 1):n] = True
-            with torch.inference_mode():
-                logits = model(input_ids=ids, attention_mask=attn).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            tok_lp = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
             mask = scored[:, 1:]
+            with torch.inference_mode():
+                lp = _scored_logprobs(model, ids, attn, mask)
+            counts = mask.sum(dim=1).tolist()
+            at = 0
             for row, i in enumerate(batch):
-                out[i] = (-float(tok_lp[row][mask[row]].sum()), int(mask[row].sum()))
+                out[i] = [-v for v in lp[at:at + counts[row]].tolist()]
+                at += counts[row]
         return out
+
+
+def _scored_logprobs(model: Any, ids: Any, attn: Any, mask: Any) -> Any:
+    """Log-probabilities of the scored tokens only, flattened in row order. The vocabulary
+    projection and softmax run on scored positions only (not on the prompt, the chat header or
+    padding): with a 49k vocabulary that is most of the memory and a good share of the time.
+    Models whose head does more than a linear projection (logit soft-capping) take the plain path."""
+    import torch
+
+    targets = ids[:, 1:][mask]
+    decoder = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    plain_head = getattr(model.config, "final_logit_softcapping", None) is None
+    if decoder is not None and isinstance(head, torch.nn.Linear) and plain_head:
+        hidden = decoder(input_ids=ids, attention_mask=attn).last_hidden_state
+        logits = head(hidden[:, :-1][mask]).float()
+    else:
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1][mask].float()
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 class PerplexityFilter(Filter):
@@ -96,6 +154,19 @@ class PerplexityFilter(Filter):
         self.block = block
         self.scorer = scorer or PerplexityScorer(block.model, block.batch_size, block.max_tokens)
 
+    def _framed(self, prompts: list[str | None] | None, n: int) -> list[str | None] | None:
+        """Each text's conditioning: its prompt, behind the fixed ``context`` when there is one."""
+        c = self.block.context
+        if c is None:
+            return prompts
+        base = prompts if prompts is not None else [""] * n
+        return [None if p is None else f"{c}\n{p}" if p else c for p in base]
+
+    def _score(self, texts: list[str], prompts: list[str | None] | None) -> list[float]:
+        b = self.block
+        return self.scorer.score(texts, [p or "" for p in prompts] if prompts is not None else None, b.per,
+                                 chat=b.chat and b.prompt_column is not None, window=b.window)
+
     def filter_batch(self, records: list[Record], context: QCContext) -> list[Verdict]:
         b = self.block
         texts, details = texts_or_failures(records, b.column)
@@ -103,31 +174,30 @@ class PerplexityFilter(Filter):
         if b.prompt_column:
             prompts, pdetails = texts_or_failures(records, b.prompt_column)
             details = [d or p for d, p in zip(details, pdetails)]
-        if b.context is not None:  # a fixed lead-in: the model sees what kind of text follows
-            base = prompts if prompts is not None else [""] * len(texts)
-            prompts = [None if p is None else f"{b.context}\n{p}" if p else b.context for p in base]
+        prompts = self._framed(prompts, len(texts))
         ok = [i for i, t in enumerate(texts) if t is not None and (prompts is None or prompts[i] is not None)]
-        scores = self.scorer.score([texts[i] or "" for i in ok],
-                                   [prompts[i] or "" for i in ok] if prompts is not None else None, b.per)
+        scores = self._score([texts[i] or "" for i in ok],
+                             [prompts[i] for i in ok] if prompts is not None else None)
         ppl: dict[int, float] = dict(zip(ok, scores))
-        reference = list(ppl.values())
-        if b.reference == "seeds" and b.max is None:  # a cut learned from known-good text
-            col = b.seed_column or b.column
-            seed_texts = [t for row in context.seeds if (t := as_text(row.get(col)))]
-            if not seed_texts:
-                raise FactoryError(f"qc.{self.label}: reference: seeds, but no seed has text in {col!r}")
-            contexts = [b.context] * len(seed_texts) if b.context else None
-            reference = self.scorer.score(seed_texts, contexts, b.per)
-        finite = [v for v in reference if math.isfinite(v)]
-        unit = "" if b.per == "token" else "_per_char"
+        unit = {"token": "", "char": "_per_char", "window": f"_window{b.window}"}[b.per]
         if b.max is not None:
-            cut, reason = b.max, f"perplexity{unit}_above_{b.max:g}"
+            cut, reason, source = b.max, f"perplexity{unit}_above_{b.max:g}", f"absolute max {b.max:g}"
         else:
-            cut = percentile_cut(finite, b.percentile) if finite else math.inf
-            where = "seed_" if b.reference == "seeds" else ""
-            reason = f"perplexity{unit}_above_{where}p{b.percentile:g}"
+            reference, where = (list(ppl.values()), "this data itself (removes the same share whatever "
+                                "the data holds)") if b.reference == "data" else self._reference(context)
+            finite = [v for v in reference if math.isfinite(v)]
+            if not finite:
+                raise FactoryError(f"qc.{self.label}: the reference ({where}) has no text to score")
+            factor = b.margin if b.margin is not None else 1.5 if b.reference == "builtin" else 1.0
+            cut = percentile_cut(finite, b.percentile) * factor
+            tag = "" if b.reference == "data" else f"{b.reference}_"
+            reason = f"perplexity{unit}_above_{tag}p{b.percentile:g}"
+            margin = f" × {factor:g}" if factor != 1 else ""
+            source = f"p{b.percentile:g}{margin} of {len(finite)} texts: {where}"
         self.info = {"model": b.model, "column": b.column, "cut": round(cut, 3), "rule": reason,
-                     "per": b.per, "reference": b.reference,
+                     "cut_source": source, "per": b.per, "reference": b.reference,
+                     "framing": ("chat template" if b.chat else "prompt + newline") if b.prompt_column
+                     else ("fixed context" if b.context else "no prompt"),
                      "percentile": None if b.max is not None else b.percentile}
         out: list[Verdict] = []
         for i in range(len(records)):
@@ -136,7 +206,35 @@ class PerplexityFilter(Filter):
             elif not math.isfinite(ppl[i]):
                 out.append(Failed("no tokens to score", "empty_text"))
             elif ppl[i] > cut:
-                out.append(Drop(reason, round(ppl[i], 3), f"perplexity {ppl[i]:.1f} > {cut:.1f}"))
+                out.append(Drop(reason, round(ppl[i], 3), f"perplexity {ppl[i]:.2f} > {cut:.2f} ({source})"))
             else:
                 out.append(Keep(round(ppl[i], 3)))
         return out
+
+    def _reference(self, context: QCContext) -> tuple[list[float], str]:
+        """Scores of known-good text, framed like the data: the cut does not move with the share of
+        garbage in the data."""
+        b = self.block
+        if b.reference == "seeds":
+            col = b.seed_column or b.column
+            seed_texts = [t for row in context.seeds if (t := as_text(row.get(col)))]
+            if not seed_texts:
+                raise FactoryError(f"qc.{self.label}: reference: seeds, but no seed has text in {col!r}")
+            return self._score(seed_texts, self._framed(None, len(seed_texts))), f"the seeds' {col!r}"
+        from factory.core.rows import read_rows
+
+        path = Path(b.reference_file) if b.reference == "file" and b.reference_file else BUILTIN_REFERENCE
+        rows = read_rows(path)
+        own = b.reference == "file"  # a user's file has the data's columns; ours: prompt, response
+        texts = [as_text(row.get(b.column if own else "response")) for row in rows]
+        prompts = None
+        if b.prompt_column:
+            prompts = [as_text(row.get(b.prompt_column if own else "prompt")) for row in rows]
+        keep = [i for i, t in enumerate(texts) if t and (prompts is None or prompts[i] is not None)]
+        if not keep:
+            cols = f"{b.column!r}" + (f" and {b.prompt_column!r}" if b.prompt_column else "")
+            raise FactoryError(f"qc.{self.label}: reference_file {path}: no row has text in {cols}")
+        framed = self._framed([prompts[i] for i in keep] if prompts is not None else None, len(keep))
+        where = ("in-house reference answers (filters/reference/answers.jsonl)" if path == BUILTIN_REFERENCE
+                 else f"reference file {path}")
+        return self._score([texts[i] or "" for i in keep], framed), where

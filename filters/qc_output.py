@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from factory.core.dataset_files import write_split
+from factory.core.dataset_writer import write_split
 from factory.core.errors import FactoryError
 from filters.base import QCResult
 from filters.dataset_io import LoadedDataset

@@ -21,7 +21,8 @@ from factory.core.record import Record
 from filters.base import Failed, Keep, QCResult
 
 # Per filter kind: the info key holding its cut, and the side of the cut that is dropped.
-CUTS = {"perplexity": ("cut", "above"), "reward": ("cut", "below"), "dedup": ("threshold", "above"),
+CUTS = {"perplexity": ("cut", "above"), "repetition": ("cut", "above"), "reward": ("cut", "below"),
+        "dedup": ("threshold", "above"),
         "pairs": ("margin", "below")}
 NOT_ON_THE_CUT = {"identical_pair", "near_identical_pair"}
 

@@ -1,4 +1,6 @@
-"""Reward scorers and the bottom-percentile cut.
+"""Reward scorers and the bottom-percentile cut, behind a gate (``filters.reward_gate``): the cut
+deletes rows only when the scorer put real answers above degraded copies of them in enough sanity
+pairs from the same data; otherwise the filter reports scores only and says why.
 
 Scorers (``score(prompts, answers, llm, user) -> [(score | None, detail)]``):
 - ``judge``: the rubric judge (factory.llm.rubric) through any backend, asked through the run's LLM
@@ -115,27 +117,65 @@ class RewardFilter(Filter):
         answers, details = texts_or_failures(records, b.column)
         prompts, pdetails = texts_or_failures(records, b.prompt_column)
         ok = [i for i in range(len(records)) if answers[i] is not None and prompts[i] is not None]
+        user = f"qc.{self.label}"
         scored = dict(zip(ok, self.scorer.score([prompts[i] or "" for i in ok],
-                                                [answers[i] or "" for i in ok], context.llm,
-                                                f"qc.{self.label}")))
+                                                [answers[i] or "" for i in ok], context.llm, user)))
         values = [s for s, _ in scored.values() if s is not None and math.isfinite(s)]
         if b.min is not None:
             cut, reason = b.min, f"reward_below_{b.min:g}"
         else:
             cut = percentile_cut(values, b.percentile) if values else -math.inf
             reason = f"reward_below_p{b.percentile:g}"
+        gate, why = self._gate([(prompts[i] or "", answers[i] or "") for i in ok], context, user)
+        deletes = gate is None or gate["passed"]
         self.info = {"scorer": self.scorer.label, "cut": round(cut, 4), "rule": reason,
-                     "default_scorer": b.scorer is None}
+                     "cut_source": (f"absolute min {b.min:g}" if b.min is not None else
+                                    f"p{b.percentile:g} of this data's scores"),
+                     "default_scorer": b.scorer is None, "deletes": deletes, "reward_gate": gate,
+                     "message": why}
         out: list[Verdict] = []
         for i, record in enumerate(records):
             if i not in scored:
                 out.append(Failed(details[i] or pdetails[i]))
                 continue
-            value, why = scored[i]
+            value, why_unscored = scored[i]
             if value is None:
-                out.append(Failed(why, unscored_reason(why, "reward_unscored")))
+                out.append(Failed(why_unscored, unscored_reason(why_unscored, "reward_unscored")))
                 continue
             record.fields["qc_reward"] = value  # lets a later dedup keep the best of a group
             # Strictly below the cut: with ties at the cut (a 0-5 judge) nobody at the cut is dropped.
-            out.append(Drop(reason, value, f"reward {value:.3g} < {cut:.3g}") if value < cut else Keep(value))
+            below = value < cut
+            out.append(Drop(reason, value, f"reward {value:.3g} < {cut:.3g}") if below and deletes
+                       else Keep(value))
         return out
+
+    def _gate(self, rows: list[tuple[str, str]], context: QCContext,
+              user: str) -> tuple[dict[str, Any] | None, str]:
+        """The scorer's agreement on sanity pairs from these rows, and what it means for the cut."""
+        from filters.reward_gate import gate_pairs, pair_agreement
+
+        g = self.block.gate
+        if g is None:
+            return None, "no gate (gate: null): the cut deletes rows without measuring the scorer"
+        pairs = gate_pairs(rows, g.pairs, g.seed)
+        base = {"pairs_wanted": g.pairs, "min_agreement": g.min_agreement, "passed": False}
+        if len(pairs) < 4:
+            return ({**base, "pairs": len(pairs), "agreement": None},
+                    f"scores only, no row deleted: the gate needs 4 sanity pairs and the data gave "
+                    f"{len(pairs)} (answers of 8+ words with a sentence end)")
+
+        def score(prompts: list[str], answers: list[str]) -> list[float | None]:
+            return [v for v, _ in self.scorer.score(prompts, answers, context.llm, f"{user}.gate")]
+
+        measured = pair_agreement(score, pairs)
+        value = measured.agreement
+        passed = value is not None and value >= g.min_agreement
+        shown = "n/a" if value is None else f"{value:.0%}"
+        if passed:
+            why = (f"gate passed: the scorer put the real answer above its degraded copy in {shown} of "
+                   f"{measured.scored} sanity pairs (needs {g.min_agreement:.0%})")
+        else:
+            why = (f"scores only, no row deleted: the scorer put the real answer above its degraded copy "
+                   f"in {shown} of {measured.scored} sanity pairs from this data (needs "
+                   f"{g.min_agreement:.0%}; 50% is chance)")
+        return {**base, **measured.as_dict(), "passed": passed}, why

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# Builds end with diversity figures; the Vendi score loads MiniLM (torch: seconds per CLI process).
+# The suite leaves it out except where a test asks for it (tests/test_diversity.py).
+os.environ.setdefault("FACTORY_DIVERSITY_EMBEDDINGS", "0")
+
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "datasets" / "seeds" / "dpo_prompts.jsonl"
 

@@ -15,8 +15,8 @@ from factory.core.dataset_files import (
     prompt_completion_rows,
     read_splits,
     text_rows,
-    write_split,
 )
+from factory.core.dataset_writer import write_split
 from factory.core.errors import FactoryError
 from filters.dataset_io import load_dataset_records
 

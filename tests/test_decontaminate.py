@@ -104,6 +104,9 @@ def test_factory_qc_with_a_chain_file_resolves_eval_paths_next_to_it(tmp_path):
     rejects = read_jsonl(tmp_path / "out" / "rejects.jsonl")
     assert [(r["reason"], r["row"]) for r in rejects] == [("contaminated", 1)]
     assert "eval set bench (row 1)" in rejects[0]["detail"]
+    # stats.json must be the same bytes on a rebuild: this run's timings stay out of it
+    info = json.loads((tmp_path / "out" / "qc_stats.json").read_text())["splits"]["data"]["filters"]["decontaminate"]
+    assert info["eval_ngrams"] > 0 and not [k for k in info if k.endswith("_s")]
 
 
 def test_bad_block_is_a_one_line_error_with_file_and_line(tmp_path):

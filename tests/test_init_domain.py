@@ -59,7 +59,11 @@ REWRITES = ["Plan it for a dry summer week and give amounts in litres.",
             "Make it work for a wheelchair user gardening from a seat.",
             "Cover what changes if the summer turns out unusually wet."]
 
+SUBTOPICS = ["composting", "watering", "pest control", "soil testing", "seed saving", "pruning"]
+TOPIC_REPLY = json.dumps({"subtopics": SUBTOPICS}).replace("{", "{{").replace("}", "}}")
+
 RULES = [
+    {"match": "specific parts of the subject", "reply": TOPIC_REPLY},
     {"match": "design training tasks", "replies": DRAFTS},
     # Self-Instruct: the numbered continuation, the classification question, instances.
     {"match": "Come up with a series of tasks", "replies": [
@@ -87,6 +91,8 @@ def test_init_drafts_seeds_and_writes_a_recipe_that_builds(tmp_path, cache_env):
                      "with small yards and balconies.", "--backend", "fake", "--options", fake_options(),
                      "--count", "12", env=cache_env)
     assert result.returncode == 0, (result.stdout + result.stderr)
+    assert f"subtopics: {'; '.join(SUBTOPICS)} (1 made, 0 from cache)" in result.stdout
+    assert "seed diversity (12 instructions): distinct-1 " in result.stdout
     seeds = read_jsonl(domain / "seeds.jsonl")
     assert len(seeds) == 12 and len({s["instruction"] for s in seeds}) == 12
     assert all(set(s) == {"instruction", "input", "output"} for s in seeds)
@@ -102,6 +108,38 @@ def test_init_drafts_seeds_and_writes_a_recipe_that_builds(tmp_path, cache_env):
     assert stats["steps"]["grow"]["created"] > 0 and stats["steps"]["evolve"]["created"] > 0
     assert stats["qc"]["filters"]["drift"]["gate"] == "ok"  # same domain and style as the seeds
     assert read_jsonl(tmp_path / "out" / "sft.jsonl") and read_jsonl(tmp_path / "out" / "dpo.jsonl")
+
+
+def test_draft_requests_are_spread_over_the_subtopics():
+    import asyncio
+
+    from factory.llm.backends.base import BackendSettings
+    from factory.llm.backends.fake import FakeBackend
+    from factory.llm.dispatch import Dispatcher
+    from factory.llm.request import SamplingParams
+    from factory.recipe.init_domain import domain_topics, draft_tasks
+
+    fake = FakeBackend(BackendSettings("fake", 4, {"rules": RULES}))
+
+    async def run():
+        topics = await domain_topics(Dispatcher(fake, None, 4), "Home gardening. More words here.",
+                                     SamplingParams())
+        asked: list[str] = []
+        real = fake.generate
+
+        async def recording(requests):
+            asked.extend(r.messages[-1][1] for r in requests)
+            return await real(requests)
+
+        fake.generate = recording
+        draft = await draft_tasks(Dispatcher(fake, None, 4), "Home gardening.", [], 30, SamplingParams(),
+                                  max_requests=8, topics=topics)
+        return topics, asked, draft
+
+    topics, asked, draft = asyncio.run(run())
+    assert topics == SUBTOPICS and draft.topics == SUBTOPICS and len(asked) == 8
+    focus = [next(t for t in SUBTOPICS if f"Focus on this part of the domain: {t}." in a) for a in asked]
+    assert focus == [SUBTOPICS[k % 6] for k in range(8)]  # request k on subtopic k, round robin
 
 
 def test_init_keeps_user_examples_first(tmp_path, cache_env):
@@ -148,7 +186,9 @@ def test_init_drafts_are_cached_and_no_cache_is_honoured(tmp_path, cache_env):
         assert result.returncode == 0, result.stdout + result.stderr
         asked, made, cached = re.search(r"drafted in (\d+) requests \((\d+) made, (\d+) from cache",
                                         result.stdout).groups()
-        return int(asked), int(made), int(cached)
+        split = re.search(r"subtopics: .* \((\d+) made, (\d+) from cache\)", result.stdout).groups()
+        assert sum(map(int, split)) == 1  # the domain split into subtopics: one call, cached too
+        return int(asked) + 1, int(made) + int(split[0]), int(cached) + int(split[1])
 
     def rows() -> int:
         with sqlite3.connect(cache) as db:

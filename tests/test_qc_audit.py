@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from browser import assert_every_plot_shows_its_data, chromium_driver, plot_points
 from conftest import SEEDS, run_cli
 
 RUBRIC = ('{{"reasoning": "r", "correctness": 4, "helpfulness": 4, "clarity": 4}}',
@@ -28,7 +28,8 @@ def audit_inputs(tmp_path: Path) -> tuple[Path, Path]:
     chain = tmp_path / "chain.yaml"
     chain.write_text(f"""filters:
   - {{filter: pairs}}
-  - {{filter: perplexity, column: chosen, model: {model}}}
+  - {{filter: repetition, column: chosen}}
+  - {{filter: perplexity, column: chosen, prompt_column: prompt, model: {model}}}
   - {{filter: dedup, column: chosen, prompt_column: prompt}}
   - filter: reward
     column: chosen
@@ -61,42 +62,33 @@ def report(tmp_path_factory) -> Path:
 def test_report_has_every_section_and_no_external_resources(report):
     text = report.read_text()
     for heading in ("Counts and reasons", "Lengths", "perplexity: histogram", "reward: histogram",
+                    "repetition: histogram",
                     "drift: seeds vs synthetic", "pairs: pair QC", "Largest duplicate groups",
                     "Sample for manual review"):
         assert heading in text, heading
     assert "identical_pair" in text and "exact_duplicate" in text and "AUC" in text
+    # each cut names its source; the repetition filter shows its rule set; the reward gate its verdict
+    assert "in-house reference answers" in text and "Gopher repetition rules" in text
+    assert "sanity pairs" in text
     assert "<script src=" not in text and "<link" not in text  # plotly.js is inlined: works offline
     assert text.count("<tr data-id=") == 20  # 5% of 50 rows is under 20: the sample is 20
     assert "Export verdicts" in text
 
 
-def _chromium_driver():
-    driver_path = shutil.which("chromedriver")
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not driver_path or not browser:
-        if os.environ.get("CI"):
-            pytest.fail("chromium / chromium-driver missing: .ci/run installs them with apt-get")
-        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver_path), options=options)
-
-
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_path):
-    driver = _chromium_driver()
+    driver = chromium_driver()
     try:
-        driver.set_window_size(1280, 2000)
         driver.get(report.as_uri())
         driver.implicitly_wait(5)
-        plots = driver.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length")
-        assert plots >= 4, plots
+        plots = plot_points(driver)
+        assert_every_plot_shows_its_data(plots)  # each trace drew every value it was given
+        inputs = {p["title"]: [t["input"] for t in p["traces"]] for p in plots}
+        rows = len(report.with_name("pairs.jsonl").read_text().splitlines())
+        assert inputs["Lengths"] == [rows, rows, rows]  # prompt, chosen, rejected
+        for section in ("perplexity: histogram", "reward: histogram", "repetition: histogram"):
+            assert inputs[section] == [rows], (section, inputs)  # every record is in its histogram
+        assert len(inputs["drift: seeds vs synthetic (PCA of embeddings)"]) == 2
         driver.find_element("css selector", "#sample input[value=drop]").click()
         driver.find_element("id", "export").click()
         exported = driver.execute_script("return window.lastExport")
@@ -107,3 +99,36 @@ def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("per", ["token", "char"])
+def test_perplexity_histogram_draws_every_row_per_token_and_per_char(per, tmp_path):
+    """The issue's case: 220 prompt/response rows, perplexity scored per token or per character;
+    the histogram's bars hold every row (it used to draw axes and the cut line only)."""
+    from tiny_model import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "tiny")
+    prompts = [json.loads(line)["prompt"] for line in SEEDS.read_text().splitlines()]
+    rows = [{"prompt": prompts[i % len(prompts)], "response": f"Answer {i}: " + "word " * (i % 17 + 3)}
+            for i in range(220)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(f"filters:\n  - {{filter: perplexity, column: response, prompt_column: prompt, "
+                     f"per: {per}, model: {model}}}\n")
+    page = tmp_path / "audit.html"
+    env = {**os.environ, "FACTORY_CACHE_DIR": str(tmp_path / "cache")}
+    result = run_cli("audit", str(data), "--chain", str(chain), "--output", str(page), env=env)
+    assert result.returncode == 0, result.stderr
+    driver = chromium_driver()
+    try:
+        driver.get(page.as_uri())
+        plots = plot_points(driver)
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+    assert not errors, errors
+    assert_every_plot_shows_its_data(plots)
+    inputs = {p["title"]: [t["input"] for t in p["traces"]] for p in plots}
+    assert inputs["perplexity: histogram"] == [220], inputs

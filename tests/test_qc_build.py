@@ -20,6 +20,7 @@ QC = """qc:
   - filter: reward
     column: chosen
     percentile: 25
+    gate: null          # the scripted judge replies in turn, at chance: only an ungated cut deletes
     scorer:
       kind: judge
       backend:
@@ -53,7 +54,7 @@ def test_build_runs_the_chain_and_accounts_for_every_record(write_recipe, tmp_pa
     assert all(r["raw"]["filter"] in qc["filters"] and "score" in r["raw"] for r in qc_rows)
     assert {r["reason"] for r in qc_rows if r["step"] == "qc.reward"} == {"reward_below_p25"}
     card = (out / "README.md").read_text()
-    assert "## Quality control" in card and "reward_below_p25" in card
+    assert "## Quality control" in card and "reward_below_p25" in card and "gate: null" in card
     # A rebuild from the cache writes the same bytes: no run-specific figure (timings) in the files.
     again = run_cli("build", str(recipe), "--output", str(tmp_path / "again"), env=cache_env)
     assert again.returncode == 0, again.stderr
@@ -136,7 +137,8 @@ def test_qc_judge_calls_go_through_the_build_cache_and_count_in_run_json(write_r
     assert judged > 0 and calls["qc.reward"]["made"] == judged and calls["qc.reward"]["cached"] == 0
     assert "calls [qc.reward]: " + f"{judged} made, 0 from cache" in first.stdout
     total = json.loads((out / "run.json").read_text())["total_calls"]
-    assert total["made"] == calls["default"]["made"] + judged
+    gate = calls.get("qc.reward.gate", {"made": 0})["made"]  # the reward gate's sanity pairs
+    assert total["made"] == calls["default"]["made"] + judged + gate
     assert not (tmp_path / "cache" / "requests.sqlite").exists()  # the default cache is never opened
     files = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "run.json"}
 
@@ -144,7 +146,7 @@ def test_qc_judge_calls_go_through_the_build_cache_and_count_in_run_json(write_r
     assert again.returncode == 0, again.stderr
     calls = _run_calls(out)
     assert calls["qc.reward"]["made"] == 0 and calls["qc.reward"]["cached"] == judged
-    assert calls["default"]["made"] == 0
+    assert calls["default"]["made"] == 0 and calls.get("qc.reward.gate", {"made": 0})["made"] == 0
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "run.json"} == files
 
     fresh = run_cli("build", str(recipe), "--output", str(out), "--no-cache", env=cache_env)
@@ -179,5 +181,6 @@ def test_a_qc_judge_on_a_step_backend_block_reuses_its_backend(write_recipe, tmp
     result = asyncio.run(run_build(plan, options, backends={"default": fake}))
     judged = result.stats["qc"]["filters"]["reward"]["in"]
     assert judged > 0 and result.calls["qc.reward"]["made"] == judged
-    assert fake.calls == result.calls["default"]["made"] + judged  # one backend served both
+    gate = result.calls.get("qc.reward.gate", {"made": 0})["made"]  # the reward gate's sanity pairs
+    assert fake.calls == result.calls["default"]["made"] + judged + gate  # one backend served all
     assert result.stats["qc"]["filters"]["reward"]["failed"] == {}

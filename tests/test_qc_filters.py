@@ -26,7 +26,7 @@ class FixedScorer:
     def __init__(self, table: dict[str, float]) -> None:
         self.table = table
 
-    def score(self, texts, prompts=None, per="token"):  # perplexity form: (texts, prompts, per)
+    def score(self, texts, prompts=None, per="token", **framing):  # perplexity form
         return [self.table[t] for t in texts]
 
 
@@ -39,12 +39,13 @@ def test_perplexity_percentile_reason_and_missing_column():
     scores = {f"t{i}": float(10 + i) for i in range(20)}
     scores["gibberish"] = 5000.0
     records = [rec(i, response=t) for i, t in enumerate(scores)] + [rec(99, other="x")]
-    f = PerplexityFilter(PerplexityBlock(filter="perplexity", percentile=95), scorer=FixedScorer(scores))
+    f = PerplexityFilter(PerplexityBlock(filter="perplexity", percentile=95, reference="data", per="token"),
+                         scorer=FixedScorer(scores))
     out = f.filter_batch(records, QCContext())
     drops = {r.id: v for r, v in zip(records, out) if isinstance(v, Drop)}
     assert drops["r20"].reason == "perplexity_above_p95" and drops["r20"].score == 5000.0
     assert isinstance(out[-1], Failed) and "no column 'response'" in out[-1].detail
-    absolute = PerplexityFilter(PerplexityBlock(filter="perplexity", max=25), scorer=FixedScorer(scores))
+    absolute = PerplexityFilter(PerplexityBlock(filter="perplexity", max=25, per="token"), scorer=FixedScorer(scores))
     reasons = {v.reason for v in absolute.filter_batch(records[:-1], QCContext()) if isinstance(v, Drop)}
     assert reasons == {"perplexity_above_25"}
 
@@ -52,9 +53,10 @@ def test_perplexity_percentile_reason_and_missing_column():
 def test_reward_bottom_percentile_and_unscored():
     table = {f"a{i}": float(i) for i in range(10)}
     records = [rec(i, prompt="q", response=f"a{i}") for i in range(10)] + [rec(10, prompt="q", response="??")]
-    f = RewardFilter(RewardBlock(filter="reward", percentile=10), scorer=FixedReward(table))
+    f = RewardFilter(RewardBlock(filter="reward", percentile=10, gate=None), scorer=FixedReward(table))
     out = f.filter_batch(records, QCContext())
     assert [v.reason for v in out if isinstance(v, Drop)] == ["reward_below_p10"]
+    assert f.info["deletes"] and "gate: null" in f.info["message"]
     assert out[0].score == 0.0 and isinstance(out[-1], Failed) and out[-1].reason == "reward_unscored"
     assert records[5].fields["qc_reward"] == 5.0
 
@@ -110,7 +112,7 @@ def test_chain_accounting_identity_and_rejects():
     records = [rec(i, prompt="p", response=t, chosen=t, rejected=t + " but worse and longer")
                for i, t in enumerate(["ok answer", "no", "boom", "fine answer", "another one", "x"])]
     table = {"ok answer": 3.0, "fine answer": 1.0, "another one": 4.0}
-    chain = Chain([Explodes(), RewardFilter(RewardBlock(filter="reward", percentile=34), scorer=FixedReward(table)),
+    chain = Chain([Explodes(), RewardFilter(RewardBlock(filter="reward", percentile=34, gate=None), scorer=FixedReward(table)),
                    PairsFilter(PairsBlock(filter="pairs"))])
     result = chain.run(records)
     summary = result.summary(len(records))

@@ -44,7 +44,7 @@ def test_prompt_is_context_not_scored(tiny):
 
     scorer = PerplexityScorer(tiny)
     assert scorer.score([text], [prompt])[0] == pytest.approx(math.exp(nll / len(body)), rel=1e-5)
-    assert scorer._nll([text], [prompt])[0][1] == len(body)  # answer tokens only
+    assert len(scorer._nll([text], [prompt])[0]) == len(body)  # answer tokens only
     assert scorer.score([text], [prompt], per="char")[0] == pytest.approx(math.exp(nll / len(text)),
                                                                            rel=1e-5)
 
@@ -63,7 +63,7 @@ def test_embedded_smollm2_finds_gibberish():
     shuffled = ["sea wind. poem a short and Write about the", "the during why blue the looks Explain day. sky",
                 "xq7!Rt kz0P; vvB#uQ mL2 yy%Hd 9Zq wE&rT"]
     records = [Record(f"r{i}", {"response": t}, "t") for i, t in enumerate(real + shuffled)]
-    f = PerplexityFilter(PerplexityBlock(filter="perplexity", percentile=50))
+    f = PerplexityFilter(PerplexityBlock(filter="perplexity", percentile=50, reference="data", per="token"))
     out = f.filter_batch(records, None)
     assert max(v.score for v in out[:3]) < min(v.score for v in out[3:])
     assert [isinstance(v, Drop) for v in out] == [False, False, False, True, True, True]
@@ -79,3 +79,78 @@ def test_fixed_context_is_not_scored_and_a_missing_prompt_still_fails(tiny):
     plain = PerplexityScorer(tiny).score(["The quick brown fox."], per="char")[0]
     framed = PerplexityScorer(tiny).score(["The quick brown fox."], ["<|im_start|>user"], per="char")[0]
     assert plain != framed and math.isfinite(framed)
+
+
+class TableScorer:
+    """Perplexity by lookup (stands in for the model in the cut logic)."""
+
+    def __init__(self, table: dict[str, float]) -> None:
+        self.table = table
+
+    def score(self, texts, prompts=None, per="token", **framing):
+        return [self.table[t] for t in texts]
+
+
+def _mixed(garbage: int) -> list[Record]:
+    real = [Record(f"r{i}", {"prompt": "q", "response": f"real {i}"}, "t") for i in range(60)]
+    bad = [Record(f"g{i}", {"prompt": "q", "response": f"garbage {i}"}, "t") for i in range(garbage)]
+    return real + bad
+
+
+def test_the_cut_stays_put_when_the_share_of_garbage_changes(tmp_path):
+    """A reference cut is the same at 0%, 10% and 40% garbage and removes all of it; a cut at a
+    percentile of the data itself moves with the garbage and removes real rows when there is none."""
+    import json
+
+    table = {f"real {i}": 10.0 + i / 10 for i in range(60)} | {f"garbage {i}": 500.0 + i for i in range(40)}
+    table |= {f"known good {i}": 10.0 + i / 8 for i in range(50)}
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text("".join(json.dumps({"prompt": "q", "response": f"known good {i}"}) + "\n" for i in range(50)))
+    block = PerplexityBlock(filter="perplexity", prompt_column="prompt", reference="file",
+                            reference_file=str(ref), percentile=99, margin=1.1)
+    data_block = PerplexityBlock(filter="perplexity", prompt_column="prompt", reference="data", percentile=95)
+    cuts, data_cuts = set(), set()
+    for garbage in (0, 7, 40):
+        records = _mixed(garbage)
+        f = PerplexityFilter(block, scorer=TableScorer(table))
+        result = Chain([f]).run(records)
+        cuts.add(f.info["cut"])
+        assert {r.record.id for r in result.rejects} == {f"g{i}" for i in range(garbage)}
+        assert "p99 × 1.1 of 50 texts: reference file" in f.info["cut_source"]
+        assert result.rejects == [] or result.rejects[0].reason == "perplexity_window8_above_file_p99"
+        d = PerplexityFilter(data_block, scorer=TableScorer(table))
+        lost = {r.record.id for r in Chain([d]).run(records).rejects}
+        data_cuts.add(d.info["cut"])
+        assert d.info["cut_source"].startswith("p95 of ") and "this data itself" in d.info["cut_source"]
+        if garbage == 0:
+            assert lost and all(i.startswith("r") for i in lost)  # 5% of clean data goes
+        if garbage == 40:
+            assert len(lost & {f"g{i}" for i in range(40)}) < 40  # most garbage stays
+    assert len(cuts) == 1 and len(data_cuts) == 3
+
+
+def test_builtin_reference_is_scored_with_the_same_framing(tiny):
+    """The shipped reference (in-house answers) is scored like the data: prompt as the chat user
+    turn; the cut and its source are reported."""
+    from filters.perplexity import BUILTIN_REFERENCE
+
+    records = [Record("a", {"prompt": "Say hello.", "response": "Hello there, nice to meet you."}, "t")]
+    f = PerplexityFilter(PerplexityBlock(filter="perplexity", model=tiny, prompt_column="prompt"))
+    Chain([f]).run(records)
+    n = sum(1 for line in BUILTIN_REFERENCE.read_text().splitlines() if line.strip())
+    assert f.info["cut_source"] == (f"p99 × 1.5 of {n} texts: in-house reference answers "
+                                    "(filters/reference/answers.jsonl)")
+    assert f.info["per"] == "window" and f.info["framing"] == "chat template" and f.info["cut"] > 1
+    keys = list(f.scorer._memo)
+    assert len(keys) == n + 1 and all(chat for _, _, chat in keys)
+
+
+def test_worst_window_statistic():
+    from filters.perplexity import statistic
+
+    nlls = [1.0] * 20 + [5.0] * 8 + [1.0] * 20
+    assert statistic(nlls, "x" * 100, "window", 8) == pytest.approx(math.exp(5.0))
+    assert statistic(nlls, "x" * 100, "token") == pytest.approx(math.exp(sum(nlls) / len(nlls)))
+    assert statistic(nlls, "x" * 100, "char") == pytest.approx(math.exp(sum(nlls) / 100))
+    assert statistic([2.0, 4.0], "ab", "window", 8) == pytest.approx(math.exp(3.0))  # short: all tokens
+    assert math.isnan(statistic([], "", "window"))

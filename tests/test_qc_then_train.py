@@ -18,6 +18,7 @@ pytest.importorskip("trl")
 CHAIN = """filters:
   - filter: reward
     min: {min}
+    gate: null    # a scripted judge (by keyword, not quality): only an ungated cut deletes
     scorer:
       kind: judge
       backend:

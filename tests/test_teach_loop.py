@@ -113,6 +113,32 @@ def test_one_build_samples_trains_evaluates_and_goes_round_again(loop):
     assert "greedy_accuracy" in card.read_text()
 
 
+@pytest.mark.slow
+def test_report_html_plots_draw_every_point(loop):
+    """report.html in headless Chromium: every plot (accuracy bars, pass@k, loss curves) drew each
+    value it was given, and the loss curves hold every logged step."""
+    from browser import assert_every_plot_shows_its_data, chromium_driver, plot_points
+
+    folder = loop[0]
+    summary = json.loads((folder / "out" / "teach.json").read_text())
+    driver = chromium_driver()
+    try:
+        driver.get((folder / "out" / "report.html").as_uri())
+        plots = plot_points(driver)
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+    assert not errors, errors
+    assert len(plots) == 3
+    assert_every_plot_shows_its_data(plots)
+    evaluated = (1 if summary.get("base") else 0) + sum(1 for e in summary["rounds"]
+                                                        for r in (e.get("eval") or {}).values() if r)
+    assert [t["input"] for t in plots[0]["traces"]] == [evaluated, evaluated]  # one bar per evaluated model
+    steps = sum(1 for e in summary["rounds"] for path in e.get("metrics", {}).values()
+                for line in open(path) if '"loss"' in line)
+    assert sum(t["input"] for t in plots[2]["traces"]) == steps
+
+
 def test_eval_command_on_the_recipe_held_out_set(loop):
     folder, tiny, train, test, result = loop
     assert result.returncode == 0

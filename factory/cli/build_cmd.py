@@ -126,6 +126,13 @@ def _print_estimate(plan: Plan, options: BuildOptions) -> None:
     if paid:
         out.print("≤ USD: prompt tokens + max_tokens of output for each call to make, at the backend's "
                   "price (the same worst case --budget-usd reserves).", markup=False, highlight=False)
+    for step in plan.recipe.steps:
+        gate = getattr(step, "judge_gate", None)
+        if gate is not None:
+            per_pair = 2 * (step.votes if step.mode == "votes" else 1)
+            out.print(f"{step.name}: its judge_gate adds up to {gate.pairs * per_pair} calls (sanity pairs, "
+                      "both orders) before it judges any pair; not counted above.", markup=False,
+                      highlight=False)
 
 
 def _print_summary(result: BuildResult) -> None:
@@ -149,6 +156,18 @@ def _print_summary(result: BuildResult) -> None:
         if s.get("rates"):
             out.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s["rates"].items()),
                       markup=False, highlight=False)
+    for name, j in stats.get("judges", {}).items():
+        if j.get("measured"):
+            from factory.steps.judge_measure import headline
+
+            out.print(f"{name}: mode {j['mode']}; on {j['agreement']['n']} sanity pairs: "
+                      f"{headline(j)}", markup=False, highlight=False)
+        else:
+            out.print(f"{name}: mode {j['mode']}; judge not measured ({j.get('why')})", markup=False,
+                      highlight=False)
+        if j.get("warning"):
+            err.print(f"warning: judge gate: {j['warning']}", style="yellow", markup=False,
+                      highlight=False)
     out.print("splits: " + ", ".join(f"{n} {c['rows']} rows" for n, c in stats["splits"].items()),
               markup=False, highlight=False)
     for key, c in result.calls.items():  # recipe backend keys, then QC judges (qc.reward, ...)

@@ -83,6 +83,13 @@ def audit(
         page, summary = run_audit(dataset, output, chain, seeds, fmt, prompt_column, response_column,
                                   split=split)
         _print_qc(summary, f"audit of {dataset} (report only: nothing removed)", True)
+        for s in summary["diversity"]["sets"]:
+            vendi = "n/a" if s.get("vendi") is None else s["vendi"]
+            out.print(f"diversity: {s['side']} {s['column']} ({s['texts']} of {s['rows']} sampled): "
+                      f"distinct-1 {s['distinct_1']}, distinct-2 {s['distinct_2']}, mean ROUGE-L "
+                      f"{s['rouge_l_mean']}, Vendi {vendi}", markup=False, highlight=False)
+        for name, why in summary["diversity"].get("missing", {}).items():
+            out.print(f"diversity: {name} {why}", markup=False, highlight=False)
         from filters.agreement import describe
 
         agreement = summary.get("agreement") or {}
@@ -95,12 +102,14 @@ def audit(
 
 
 def _print_qc(summary: dict, title: str, report_only: bool = False) -> None:
+    from filters.base import figures_note
+
     table = Table(title=escape(title))  # "folder[train]" is not rich markup
     for col in ("filter", "in", "kept", "dropped", "failed", "rule / figures"):
         table.add_column(col, justify="left" if col in ("filter", "dropped", "failed", "rule / figures")
                          else "right")
     for name, f in summary["filters"].items():
-        note = f.get("message") or f.get("rule") or ""
+        note = figures_note(f)
         table.add_row(name, str(f["in"]), str(f["kept"]), reasons(f["dropped"]), reasons(f["failed"]),
                       str(note))
     out.print(table)

@@ -42,9 +42,17 @@ def init(
         examples = load_examples(seeds) if seeds else []
         seeds_file, recipe_file, draft = init_domain(domain_dir, describe, examples, backend, model, opts,
                                                      want=count, cache_path=cache, use_cache=not no_cache)
+        topics = "; ".join(draft.topics) if draft.topics else "none (the backend listed none)"
+        out.print(f"subtopics: {topics} ({draft.topic_calls.made} made, {draft.topic_calls.cached} from "
+                  "cache)", markup=False, highlight=False)
         out.print(f"{seeds_file}: {len(examples)} of yours + {len(draft.tasks)} drafted in {draft.asked} "
                   f"requests ({draft.calls.made} made, {draft.calls.cached} from cache; not kept: "
                   f"{draft.dropped or 'none'}) — review and edit them", markup=False, highlight=False)
+        d = draft.diversity
+        vendi = d.get("vendi", "n/a (" + d.get("missing", {}).get("vendi", "") + ")")
+        out.print(f"seed diversity ({d['texts']} instructions): distinct-1 {d['distinct_1']}, distinct-2 "
+                  f"{d['distinct_2']}, mean ROUGE-L {d['rouge_l_mean']}, Vendi {vendi}", markup=False,
+                  highlight=False)
         out.print(f"{recipe_file}: then run  factory build {recipe_file}", markup=False, highlight=False)
 
     guard(body)

@@ -11,6 +11,7 @@ from factory.cli.build_cmd import build, validate
 from factory.cli.data_cmd import audit, qc
 from factory.cli.eval import eval_command
 from factory.cli.init_cmd import init
+from factory.cli.judge_eval import judge_eval
 from factory.cli.review_cmd import push, review
 from factory.cli.train_cmd import advise, capacity, train
 
@@ -28,6 +29,7 @@ def options(debug: bool = typer.Option(False, "--debug", help="full tracebacks i
 for command in (validate, build, init, capacity, advise, train, qc, audit, review, push):
     app.command()(command)
 app.command(name="eval")(eval_command)
+app.command(name="judge-eval")(judge_eval)
 
 
 def main() -> None:

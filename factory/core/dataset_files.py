@@ -271,15 +271,17 @@ def _pair(row: Row, layout: Layout, where: str) -> tuple[list | None, list, list
     return chosen[:shared], chosen[shared:], rejected[shared:]
 
 
+NO_PROMPT = ("no prompt: add a 'prompt' column, or give chosen and rejected as whole conversations "
+             "that share everything up to the last user turn")
+
+
 def preference_rows(split: Split, layout: Layout) -> list[Row]:
     """TRL conversational preference rows: prompt, chosen and rejected as chat messages."""
     out = []
     for i, row in enumerate(split.rows):
         prompt, chosen, rejected = _pair(row, layout, split.where(i))
         if prompt is None:
-            raise FactoryError(f"{split.where(i)}: no prompt: add a 'prompt' column, or give chosen and "
-                               "rejected as whole conversations that share everything up to the last "
-                               "user turn")
+            raise FactoryError(f"{split.where(i)}: {NO_PROMPT}")
         out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     return out
 
@@ -357,25 +359,24 @@ def text_rows(split: Split, layout: Layout, fmt: str) -> list[dict[str, str]]:
     return out
 
 
+def judge_pair_texts(split: Split, layout: Layout) -> list[dict[str, Any]]:
+    """Labelled pairs as a judge reads them: ``question`` (the user turn; for a multi-turn prompt,
+    the conversation so far as ``User:`` / ``Assistant:`` lines), ``chosen`` and ``rejected``
+    (the last answer's text) and ``turns`` (user turns in the prompt)."""
+    out = []
+    for i, row in enumerate(split.rows):
+        where = split.where(i)
+        prompt, chosen, rejected = _pair(row, layout, where)
+        if not prompt:
+            raise FactoryError(f"{where}: {NO_PROMPT}")
+        users = sum(m["role"] == "user" for m in prompt)
+        single = users == 1 and not any(m["role"] == "assistant" for m in prompt)
+        question = _last_user(prompt) if single else "\n\n".join(
+            f"{m['role'].capitalize()}: {m['content']}" for m in prompt if m["role"] != "system")
+        out.append({"question": question, "chosen": as_text(chosen) or "", "rejected": as_text(rejected)
+                    or "", "turns": users})
+    return out
+
+
 def _scalar_text(value: Any) -> str | None:
     return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else as_text(value)
-
-
-# ------------------------------------------------------------------------------------ writing
-
-
-def write_split(folder: Path, name: str, rows: list[Row], schema: Any = None) -> list[str]:
-    """``<name>.jsonl`` and ``<name>.parquet`` (in ``schema``'s types when given); returns notes.
-    Callers leave a 0-row split out: ``datasets`` cannot load one (see ``unwritten``)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    try:
-        table = pa.Table.from_pylist(rows, schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # mixed types in one column: jsonl only
-        return [f"{name}.parquet not written ({exc}); {name}.jsonl holds every row"]
-    pq.write_table(table, folder / f"{name}.parquet")
-    return []

@@ -141,17 +141,21 @@ class SanityPair:
     source: int  # index of the (prompt, answer) row it was made from
 
 
+def usable(answer: str) -> bool:
+    """An answer sanity pairs can be made from: at least 8 words and one sentence end."""
+    return len(_words(answer)) >= 8 and re.search(r"[.!?]", answer) is not None
+
+
 def sanity_pairs(rows: Sequence[tuple[str, str]], kinds: Sequence[str] = SANITY_KINDS,
                  per_kind: int | None = None, seed: int = 0) -> list[SanityPair]:
     """For each kind, ``per_kind`` pairs (default: one per row) from rows with a usable answer
     (at least 8 words and one sentence end), each degraded copy different from its original."""
-    usable = [(i, p, a) for i, (p, a) in enumerate(rows)
-              if len(_words(a)) >= 8 and re.search(r"[.!?]", a)]
-    pool = [a for _, _, a in usable]
+    usable_rows = [(i, p, a) for i, (p, a) in enumerate(rows) if usable(a)]
+    pool = [a for _, _, a in usable_rows]
     out: list[SanityPair] = []
     for kind in kinds:
         rng = random.Random(f"{seed}/{kind}")
-        chosen_rows = list(usable)
+        chosen_rows = list(usable_rows)
         rng.shuffle(chosen_rows)
         for i, prompt, answer in chosen_rows[:per_kind] if per_kind else chosen_rows:
             bad = degrade(kind, answer, rng, pool)

@@ -48,7 +48,7 @@ def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            row = _json_value(path, line, number)
+            row = _json_value(path, line.rstrip("\r\n"), number)  # an error at its end is on this line
             if not isinstance(row, dict):
                 raise RecipeError(str(path), number, "", "each line must be a JSON object")
             yield row

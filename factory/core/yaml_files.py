@@ -73,11 +73,14 @@ def first_error(path: Path, doc: Any, exc: ValidationError, model: type[BaseMode
     elif kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", "")
         expected = err.get("ctx", {}).get("expected_tags", "")
-        what = "QC filter" if tag_key == "filter" else "scorer kind" if "scorer" in loc else "step kind"
+        what = "QC filter" if tag_key == "filter" else "scorer kind" if "scorer" in loc else \
+            "sampler type" if loc[:1] == ("samplers",) else "step kind"
         msg = f"unknown {what} {tag!r}{did_you_mean(tag, _tags(expected))}; known: {expected}"
         loc = loc + (tag_key,)
     elif kind == "union_tag_not_found" and tag_key == "filter":
         msg = "a QC block needs 'filter' (perplexity, dedup, reward, pairs, drift, decontaminate)"
+    elif kind == "union_tag_not_found" and loc[:1] == ("samplers",):
+        msg = "a sampler needs 'type' (category, subcategory, numeric, grid, persona, topic_tree)"
     elif kind == "union_tag_not_found":
         msg = "a step needs 'kind' (e.g. generate, judge_pairwise)"
     elif msg.startswith("Value error, "):

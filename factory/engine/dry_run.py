@@ -13,7 +13,7 @@ from typing import Any
 
 from factory.core.record import Rejected
 from factory.engine.plan import BuildOptions, Plan
-from factory.engine.wiring import bind_steps, open_backends, open_session
+from factory.engine.wiring import bind_steps, draft_samplers, open_backends, open_session
 from factory.steps import StepContext, StepRunner
 
 
@@ -36,8 +36,17 @@ async def _no_calls(requests: Any, backend: Any) -> Any:
 async def estimate(plan: Plan, options: BuildOptions) -> dict[str, dict[str, Any]]:
     async with open_session(options) as llm:  # closes the cache and backends
         cache = llm.cache
+        out = {}
+        if plan.undrafted:  # topic trees and personas: from the cache, placeholders for the rest
+            await draft_samplers(plan, llm, cache_only=True)
+            asked = sum(r["calls"] for r in plan.drafted.values())
+            missing = sum(r.get("not_made", 0) for r in plan.drafted.values())
+            # A topic tree node the cache cannot expand hides the calls for the levels below it.
+            deeper = any(r.get("not_made") and r.get("depth", 1) > 1 for r in plan.drafted.values())
+            out["samplers"] = StepEstimate(calls=asked, cached=asked - missing, not_estimated=deeper,
+                                           tokens_are_lower_bound=True)
         bound = bind_steps(plan, open_backends(plan, llm), llm)
-        out = {s.name: StepEstimate() for s in plan.graph.order}
+        out.update({s.name: StepEstimate() for s in plan.graph.order})
         for record in plan.seed_records():
             fields, pending = dict(record.fields), set()
             for step in plan.graph.order:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
-from factory.core.errors import StepCrashed
+from factory.core.errors import FactoryError, StepCrashed
 from factory.core.record import Record, Reject, Rejected, StepTrace
 from factory.engine.tally import summarize
 from factory.llm.dispatch import Dispatcher
@@ -80,13 +80,14 @@ class Stage:
 
     steps: list[Step]
     is_set: bool = False
+    prepared: bool = False  # its first step's ``prepare`` sees every record first (a judge's gate)
 
 
 def parts_of(stages: list[Stage]) -> list[list[Stage]]:
     """Stages grouped for walking: runs of per-record stages, and each set stage alone."""
     parts: list[list[Stage]] = []
     for stage in stages:
-        if stage.is_set or not parts or parts[-1][0].is_set:
+        if stage.is_set or stage.prepared or not parts or parts[-1][0].is_set:
             parts.append([stage])
         else:
             parts[-1].append(stage)
@@ -100,6 +101,8 @@ def stages_of(graph: Graph, steps: dict[str, BoundStep]) -> list[Stage]:
         if isinstance(runner, SetRunner):
             out += [Stage([step], is_set=True), Stage([])]
             continue
+        if runner.needs_all_inputs():  # its prepare() sees every record first: a stage of its own
+            out.append(Stage([], prepared=True))
         out[-1].steps.append(step)
         if runner.fans_out:
             out.append(Stage([]))
@@ -140,7 +143,7 @@ class Engine:
         if not self.parts:
             for record in records:
                 yield record
-        elif len(self.parts) == 1 and not self.parts[0][0].is_set:
+        elif len(self.parts) == 1 and not (self.parts[0][0].is_set or self.parts[0][0].prepared):
             async for outs in self.walk(self.parts[0], records, count):
                 for outcome in outs:
                     yield outcome
@@ -168,6 +171,8 @@ class Engine:
                 done += [(position[id(j.record)], j) for j in rejects]
                 current = [(position[id(r)], r) for r in kept]
                 continue
+            if part[0].prepared:  # e.g. a judge's gate: measured on every input before it decides any
+                await self._prepare(part[0].steps[0], [r for _, r in current])
             walked = await self.walk_records(part, [r for _, r in current])
             following: list[tuple[tuple[int, ...], Record]] = []
             for (where, record), outs in zip(current, walked):
@@ -334,6 +339,20 @@ class Engine:
             return FanOut(result, trace)
         record.fields.update(result)
         return trace
+
+    async def _prepare(self, step: Step, records: list[Record]) -> None:
+        """A step that needs all its inputs first (a judge's gate) sees them before it runs."""
+        runner = self.steps[step.name].runner
+        if not runner.needs_all_inputs():
+            return
+        ctx = self._context(step.name, "")
+        try:
+            await runner.prepare(records, ctx)
+        except FactoryError:
+            raise
+        except Exception as exc:
+            raise StepCrashed(step.name, "", exc) from exc
+        self.stats[step.name].figures.update(ctx.counters)
 
     async def _set_stage(self, step: Step, records: list[Record]) -> tuple[list[Record], list[Reject]]:
         bound = self.steps[step.name]

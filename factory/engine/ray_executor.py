@@ -240,14 +240,18 @@ async def open_ray_engine(plan: Plan, options: BuildOptions, llm: LLMSession, st
     concurrency = sum(plan.recipe.backend_block(k).concurrency for k in backends)
     engine = RayEngine(plan.graph, bound, window=max(64, 4 * concurrency), on_step_done=on_step_done,
                        seed=plan.seed, actors=actors)
+    if any(stage.prepared for stage in engine.stages):  # the gate's calls would run on the driver
+        raise FactoryError("a judge_gate is not supported with --executor ray yet: the gate measures "
+                           "the judge on the driver, which holds no model; run the build locally")
     engine.backends = backends
     return engine, backends
 
 
 def _is_set(step: Any) -> bool:
+    """Steps the driver runs itself: set steps, and a step's ``prepare`` (a judge's gate)."""
     from factory.steps import STEP_KINDS
 
-    return issubclass(STEP_KINDS[step.kind], SetRunner)
+    return issubclass(STEP_KINDS[step.kind], SetRunner) or step.needs_all_inputs()
 
 
 def _only_steps(plan: Plan, keys: set[str]) -> Any:

@@ -1,4 +1,5 @@
-"""Sampling parameters a backend would not honour are recipe errors, found before any call.
+"""Sampling parameters a backend would not honour are recipe errors, found before any call (and a
+judge in logprob mode on a backend without log-probabilities).
 
 An API backend may leave some parameters out of its requests (Anthropic's temperature unless
 ``send_sampling: true``; top_k on OpenAI-compatible servers unless ``send_top_k: true``). The value
@@ -34,6 +35,17 @@ def check_sampling(plan: Plan, backends: dict[str, Backend]) -> dict[str, dict[s
         problem = backends[step.backend].params_problem(effective) if step.backend in backends else None
         if problem:
             raise plan.loaded.error(("steps", i, "params"), problem)
+        if step.needs_raw_prompts and getattr(step, "pre_query", None) is None and step.backend in backends:
+            try:  # Magpie renders the model's chat template: a backend that cannot is a recipe error
+                backends[step.backend].pre_query_prefix(None)
+            except (NotImplementedError, ValueError) as exc:
+                raise plan.loaded.error(("steps", i, "kind"), f"{exc}; give the step a 'pre_query' "
+                                        "(the prefix to send)") from None
+        for path, key in step.logprob_refs().items():
+            if key in backends and not backends[key].gives_top_logprobs:
+                raise plan.loaded.error(("steps", i, *path.split(".")), (
+                    f"logprob mode reads top-k log-probabilities, which the {backends[key].name} "
+                    "backend does not give; use mode: votes (sampled verdicts) or another backend"))
     return {key: rules for key, b in sorted(backends.items()) if (rules := b.unsent_params())}
 
 

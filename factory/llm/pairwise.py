@@ -100,3 +100,27 @@ def _json_verdict(text: str, criteria: list[str]) -> tuple[str, dict[str, float]
             return verdict, None
         totals[label] = sum(float(scores[c]) for c in criteria) / len(criteria)
     return verdict, totals
+
+
+# The verdict-letter prompt of the probability modes (``logprob``, ``votes``): the reply's first
+# token is the verdict, so P("A") vs P("B") is read where the judge decides, with no reasoning in
+# between whose sampled words would move it.
+LETTER_TEMPLATE = """Compare two answers to the same request.
+
+[Request]
+{question}
+
+[Answer A]
+{a}
+
+[Answer B]
+{b}
+
+Which answer is better on {criteria_list}? Reply with one letter only: A or B."""
+
+
+def letter_messages(question: str, a: str, b: str, criteria: list[str],
+                    system: str | None = None) -> list[dict[str, str]]:
+    """The verdict-letter prompt with answer ``a`` in position A."""
+    text = LETTER_TEMPLATE.format(question=question, a=a, b=b, criteria_list=", ".join(criteria))
+    return [{"role": "system", "content": system or SYSTEM}, {"role": "user", "content": text}]

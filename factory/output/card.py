@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from factory import __version__
+from factory.output.diversity_card import diversity_section, samplers_section
 from factory.recipe.graph import Graph
 from factory.recipe.spec import Recipe
 
@@ -80,7 +81,7 @@ the hash of each prompt). Load one with
 
 {steps}
 
-## Counts
+{judge_card(stats.get("judges", {}))}## Counts
 
 {t['input']} seed records: {t['kept']} kept, {t['rejected']} rejected, {t['failed']} failed
 (`rejects.jsonl` holds every dropped record with its step and reason; `stats.json` the counts).
@@ -88,7 +89,8 @@ the hash of each prompt). Load one with
 | step | reason | records |
 |---|---|---|
 {reasons}
-""" + "".join(f"\n{section.strip()}\n" for section in sections or [])
+""" + "".join(f"\n{section.strip()}\n" for section in sections or []) \
+        + samplers_section(stats.get("samplers")) + diversity_section(stats.get("diversity"))
 
 
 def review_card(review: dict[str, Any]) -> str:
@@ -125,3 +127,41 @@ def review_card(review: dict[str, Any]) -> str:
         lines += ["", "A keep or an edit counts as keep. Kappa is n/a when both sides gave every row the "
                   "same label."]
     return "\n".join(lines) + "\n"
+
+
+def judge_card(judges: dict[str, Any]) -> str:
+    """The card's judge section: each judge's mode and how far it agreed with sanity pairs before
+    it decided any pair (its ``judge_gate``), or that nobody measured it."""
+    if not judges:
+        return ""
+    lines = ["## Judges", "",
+             "| step | mode | measured on | agreement (95% CI) | on decided pairs | coverage | "
+             "position consistency | verdict |", "|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for name, j in judges.items():
+        if not j.get("measured"):
+            why = j.get("why", "no judge_gate")
+            lines.append(f"| {name} | {j['mode']} | not measured ({why}) | - | - | - | - | "
+                         "**unmeasured**: it may be at chance |")
+            continue
+        a = j["agreement"]
+        ci = f" [{_pct(a['ci95'][0])}, {_pct(a['ci95'][1])}]" if a["ci95"] else ""
+        verdict = (f"passed the gate ({_pct(j['min_agreement'])})" if j["passed"] else
+                   f"**below the gate's {_pct(j['min_agreement'])}: not fit to decide pairs**")
+        lines.append(f"| {name} | {j['mode']} | {a['n']} sanity pairs from this build's answers | "
+                     f"{a['k']}/{a['n']} = {_pct(a['rate'])}{ci} | {_pct(j['decided_agreement']['rate'])} | "
+                     f"{_pct(j['coverage']['rate'])} | {_pct(j['position_consistency']['rate'])} | "
+                     f"{verdict} |")
+        kinds = j.get("by_kind", {})
+        if kinds:
+            notes.append(f"`{name}` by degradation: " + ", ".join(
+                f"{k} {f['agreement']['k']}/{f['agreement']['n']}" for k, f in kinds.items()) + ".")
+    notes.append("Sanity pairs: an answer from this build against a copy degraded in a way any "
+                 "competent judge catches (a repetition loop, a cut mid-sentence, another question's "
+                 "answer, shuffled words, an empty answer); a tie counts as a miss. An unmeasured "
+                 "judge can be measured with `factory judge-eval` or a recipe `judge_gate:`.")
+    return "\n".join(lines + [""] + notes) + "\n\n"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"

@@ -3,6 +3,10 @@
 The drafted seeds are a starting point for a person to review and edit (``seeds.jsonl``), not
 training data: the recipe grows them with Self-Instruct and Evol-Instruct, then gates the result
 with a drift check against these seeds, so editing the seeds steers everything downstream.
+
+To spread the seeds across the domain, the backend first splits the domain into subtopics (a
+one-level topic tree, ``factory.recipe.sampler_draft``), and each draft request asks for tasks on
+one subtopic in turn. Every call goes through the session's cache.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from factory.llm.dispatch import CallStats, Dispatcher
 from factory.llm.request import Request, SamplingParams
 from factory.llm.session import LLMSession
 from factory.llm.spec import BackendBlock
+from factory.recipe.sampler_draft import draft_tree
+from factory.recipe.samplers_spec import TopicTreeSampler
 
 DRAFT_SYSTEM = "You design training tasks for assistants that work in a specialised domain."
 
 DRAFT_PROMPT = """The domain:
 {description}
-{examples}
+{examples}{focus}
 Write {count} different tasks a user of this domain could ask an assistant to do. Vary the kind of
 task (explain, compare, plan, rewrite, classify, calculate, list, advise) and the difficulty. Each task
 has an instruction, an optional input (leave it empty when the instruction says everything), and a
@@ -48,6 +54,9 @@ class Draft:
     asked: int  # draft requests sent
     dropped: dict[str, int]  # reason -> count of proposed tasks not kept
     calls: CallStats = field(default_factory=CallStats)  # of ``asked``: made, from cache, failed
+    topics: list[str] = field(default_factory=list)  # the subtopics the requests were spread over
+    topic_calls: CallStats = field(default_factory=CallStats)  # what splitting the domain took
+    diversity: dict[str, Any] = field(default_factory=dict)  # filters.diversity figures of the tasks
 
 
 def _normal(text: str) -> str:
@@ -64,10 +73,28 @@ def parse_tasks(text: str) -> list[dict[str, str]] | None:
             for t in tasks if isinstance(t, dict)]
 
 
+TOPICS = 6  # subtopics the domain is split into
+
+
+async def domain_topics(dispatcher: Dispatcher, description: str, params: SamplingParams) -> list[str]:
+    """The domain's subtopics (one level of a topic tree rooted at the description's first
+    sentence); none when the backend lists none."""
+    root = re.split(r"(?<=[.!?])\s", " ".join(description.split()), maxsplit=1)[0][:120].rstrip(".")
+    spec = TopicTreeSampler(name="topic", type="topic_tree", root=root, depth=1, branching=TOPICS)
+
+    async def ask(_: str, requests: list[Request]) -> list[Any]:
+        return list(await asyncio.gather(*(dispatcher.complete(r) for r in requests)))
+
+    leaves, _ = await draft_tree(spec, params, ask)
+    return [path[-1] for path in leaves if len(path) > 1]
+
+
 async def draft_tasks(dispatcher: Dispatcher, description: str, examples: list[dict[str, Any]],
-                      want: int, params: SamplingParams, max_requests: int = 12) -> Draft:
-    """Ask for tasks in small batches (a weak model loses the thread in long lists) until ``want``.
-    Requests are numbered (``sample_index``), so a rerun asks the same ones and the cache answers."""
+                      want: int, params: SamplingParams, max_requests: int = 12,
+                      topics: list[str] | None = None) -> Draft:
+    """Ask for tasks in small batches (a weak model loses the thread in long lists) until ``want``,
+    request k on subtopic k (round robin) when ``topics`` are given. Requests are numbered
+    (``sample_index``), so a rerun asks the same ones and the cache answers."""
     shown = "".join(f"\nExample task: {e.get('instruction', '')}" for e in examples[:5])
     shown = f"\nExamples the user gave:{shown}\n" if shown else ""
     kept: list[dict[str, str]] = []
@@ -77,7 +104,8 @@ async def draft_tasks(dispatcher: Dispatcher, description: str, examples: list[d
     while len(kept) < want and asked < max_requests:
         batch = [Request.chat([{"role": "system", "content": DRAFT_SYSTEM},
                                {"role": "user", "content": DRAFT_PROMPT.format(
-                                   description=description.strip(), examples=shown, count=5)}],
+                                   description=description.strip(), examples=shown, count=5,
+                                   focus=_focus(topics, asked + i))}],
                               params, sample_index=asked + i, json_schema=TASKS_SCHEMA)
                  for i in range(min(4, max_requests - asked))]
         asked += len(batch)
@@ -93,7 +121,11 @@ async def draft_tasks(dispatcher: Dispatcher, description: str, examples: list[d
                     continue
                 seen.add(_normal(task["instruction"]))
                 kept.append(task)
-    return Draft(kept[:want], asked, dropped, dispatcher.stats)
+    return Draft(kept[:want], asked, dropped, dispatcher.stats, list(topics or []))
+
+
+def _focus(topics: list[str] | None, k: int) -> str:
+    return f"\nFocus on this part of the domain: {topics[k % len(topics)]}.\n" if topics else ""
 
 
 def _drop_reason(task: dict[str, str], seen: set[str]) -> str | None:
@@ -104,6 +136,15 @@ def _drop_reason(task: dict[str, str], seen: set[str]) -> str | None:
     if _normal(task["instruction"]) in seen:
         return "duplicate"
     return None
+
+
+def task_diversity(tasks: list[dict[str, str]], seed: int = 0) -> dict[str, Any]:
+    """filters.diversity's figures of the seed instructions (Vendi when MiniLM is installed)."""
+    from filters.diversity import minilm_embed, text_figures
+
+    embed, missing = minilm_embed()
+    figures = text_figures([t["instruction"] for t in tasks], embed, seed=seed)
+    return {**figures, **({"missing": {"vendi": missing}} if missing else {})}
 
 
 def load_examples(path: Path) -> list[dict[str, Any]]:
@@ -141,13 +182,20 @@ def init_domain(domain_dir: Path, description: str, examples: list[dict[str, Any
         async with LLMSession.open(cache_path, use_cache) as llm:
             try:
                 dispatcher = llm.dispatcher_for(block, "init")
+                splitter = llm.dispatcher_for(block, "init.topics")
             except (ValueError, RuntimeError, OSError) as exc:
                 raise FactoryError(f"--backend {backend_name}: {exc}") from None
-            return await draft_tasks(dispatcher, description, examples, want - len(examples),
-                                     SamplingParams(temperature=0.8, max_tokens=700, seed=seed))
+            topics = await domain_topics(splitter, description,
+                                         SamplingParams(temperature=1.0, max_tokens=150, seed=seed))
+            draft = await draft_tasks(dispatcher, description, examples, want - len(examples),
+                                      SamplingParams(temperature=0.8, max_tokens=700, seed=seed),
+                                      topics=topics)
+            draft.topic_calls = splitter.stats
+            return draft
 
     draft = asyncio.run(run())
     tasks = examples + draft.tasks
+    draft.diversity = task_diversity(tasks, seed)
     if len(tasks) < min_tasks:
         raise FactoryError(f"the {backend_name} backend drafted only {len(draft.tasks)} usable tasks "
                            f"in {draft.asked} requests (dropped: {draft.dropped}); add examples with "

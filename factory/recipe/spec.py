@@ -12,8 +12,10 @@ from pydantic import Field, field_validator, model_validator
 
 from factory.core.schema import Strict
 from factory.llm.spec import BackendBlock
+from factory.recipe.samplers_spec import SamplersBlock
 from factory.recipe.teach_spec import EvalBlock, TaskBlock, TrainBlock
 from factory.steps import STEP_SPECS
+from factory.steps.judge_gate import JudgeGate
 from filters.config import QCBlock
 
 
@@ -85,7 +87,8 @@ class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     seed: int = Field(0, description="global seed; per-request seeds derive from it")
-    seeds: SeedsBlock
+    seeds: SeedsBlock | None = Field(None, description="seed rows (optional with samplers.count)")
+    samplers: SamplersBlock | None = Field(None, description="seed columns drawn from declared axes")
     backend: BackendBlock
     backends: dict[str, BackendBlock] = Field(default_factory=dict,
                                               description="extra named backends for steps")
@@ -97,10 +100,28 @@ class Recipe(Strict):
     task: TaskBlock | None = Field(None, description="problems with known answers, made by code")
     train: TrainBlock | None = Field(None, description="LoRA SFT then DPO on the built splits")
     eval: EvalBlock | None = Field(None, description="held-out accuracy of base and trained models")
+    judge_gate: JudgeGate | None = Field(None, description="the judge_gate of every judge_pairwise "
+                                         "step that has none of its own")
+
+    @model_validator(mode="after")
+    def gate_the_judges(self) -> "Recipe":
+        if self.judge_gate is None:
+            return self
+        judges = [s for s in self.steps if s.kind == "judge_pairwise"]
+        if not judges:
+            raise ValueError("judge_gate: no judge_pairwise step to measure")
+        for step in judges:
+            if step.judge_gate is None:
+                step.judge_gate = self.judge_gate
+        return self
 
     @model_validator(mode="after")
     def teach_sections(self) -> "Recipe":
-        if self.seeds.task is not None and self.task is None:
+        if self.seeds is None and (self.samplers is None or self.samplers.count is None):
+            raise ValueError("give 'seeds' or 'samplers' with a 'count'")
+        if self.seeds is not None and self.samplers is not None and self.samplers.count is not None:
+            raise ValueError("samplers.count: with 'seeds' the seed rows set the count; remove one")
+        if self.seeds is not None and self.seeds.task is not None and self.task is None:
             raise ValueError("seeds.task needs a 'task:' section")
         if self.eval is not None and self.eval.benchmark == "task" and self.task is None:
             raise ValueError("eval: needs a 'task:' section (the held-out problems) or "

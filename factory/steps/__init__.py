@@ -18,6 +18,7 @@ from factory.steps.evol_instruct import EvolInstruct, EvolInstructStep
 from factory.steps.generate import Generate, GenerateStep
 from factory.steps.judge import JudgePairwiseStep, PairwiseJudge
 from factory.steps.judge_score import JudgeScore, JudgeScoreStep
+from factory.steps.magpie import Magpie, MagpieStep
 from factory.steps.rejection_sampling import RejectionSampling, RejectionSamplingStep
 from factory.steps.self_instruct import SelfInstruct, SelfInstructStep
 
@@ -31,6 +32,7 @@ KINDS: list[tuple[type, type[StepRunner]]] = [
     (ConstitutionalStep, Constitutional),
     (ConstitutionalPreferenceStep, ConstitutionalPreference),
     (SelfInstructStep, SelfInstruct),
+    (MagpieStep, Magpie),
     (ConstrainStep, Constrain),
 ]
 

@@ -18,12 +18,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator
 
 from factory.core.record import Record, Rejected
 from factory.core.schema import IDENTIFIER, Strict
+from factory.llm.backends.base import Backend
 from factory.llm.request import Completion, Request, SamplingParams
 from factory.llm.spec import Params
 
@@ -77,6 +78,8 @@ class StepRunner:
         self.spec = spec
         self.params = params  # the backend's params with the step's overrides applied
         self.backend_params: dict[str, SamplingParams] = {}  # other backends' params, by recipe key
+        self.backend: Backend | None = None  # the step's own backend (set by bind_steps), for
+        # what only the backend knows (Magpie's chat-template prefix); calls go through ctx.ask
 
     @property
     def name(self) -> str:
@@ -92,6 +95,18 @@ class StepRunner:
     def card_section(self, figures: Counter) -> str:
         """Markdown the dataset card adds for this step (e.g. the constraints attached); '' for none."""
         return ""
+
+    def needs_all_inputs(self) -> bool:
+        """True: ``prepare`` sees every record that reaches the step before it runs on any."""
+        return False
+
+    async def prepare(self, records: list[Record], ctx: StepContext) -> None:
+        """Called once, before the step runs on any record, with every record that reaches it,
+        when ``needs_all_inputs()`` (a judge's gate measures the judge here)."""
+
+    def measurement(self) -> dict[str, Any] | None:
+        """What the step measured about itself, for stats.json and the card (a judge's agreement)."""
+        return None
 
     def requests(self, fields: dict[str, Any]) -> list[Request] | Rejected:
         """The LLM calls this record needs (or a rejection that needs no call)."""
@@ -156,6 +171,8 @@ class StepBase(Strict):
     params: Params = Params()
     # The recipe's folder (set when the recipe is planned): files a step names are relative to it.
     _recipe_dir: Path | None = PrivateAttr(None)
+    # True: the step sends raw text prompts (Request.raw), so its backend must take them.
+    needs_raw_prompts: ClassVar[bool] = False
 
     @field_validator("writes", mode="before")
     @classmethod
@@ -171,6 +188,16 @@ class StepBase(Strict):
     def backend_refs(self) -> dict[str, str]:
         """Backend keys this step calls, by field path (a step with a separate judge adds its own)."""
         return {"backend": self.backend}
+
+    def needs_all_inputs(self) -> bool:
+        """True: the runner's ``prepare`` sees every record that reaches the step before it runs
+        on any (the engine waits for them: a barrier before the step)."""
+        return False
+
+    def logprob_refs(self) -> dict[str, str]:
+        """Backend keys that must give top-k log-probabilities, by field path (a judge in logprob
+        mode); a backend without them is refused before any call."""
+        return {}
 
     def code_refs(self) -> dict[str, str]:
         """User code (``module:function``) this step imports, by field path: needs --trust-code."""

@@ -2,11 +2,13 @@
 2022): a feedback model answers a multiple-choice question ("Which of these responses is less
 harmful? (A)/(B)") under a sampled principle, in both orders.
 
-Asking twice with the responses swapped cancels position bias: a principle whose two answers
-disagree casts no vote. Each sampled principle votes; more votes for one response makes the pair,
-anything else is a ``preference_tie`` (rejected, never a fake preference). The paper uses the
-feedback model's (A)/(B) probabilities as soft labels; backends here need not give log-probs, so
-the labels are the constrained answers' votes.
+``mode: votes`` (default): asking twice with the responses swapped cancels position bias: a
+principle whose two answers disagree casts no vote. Each sampled principle votes; more votes for
+one response makes the pair, anything else is a ``preference_tie`` (rejected, never a fake
+preference). ``mode: logprob``: the paper's soft labels — the feedback model's normalized (A)/(B)
+probabilities where it wrote its answer, in both orders (balanced position calibration), averaged
+over the sampled principles: P(first response is better). The pair goes to the response above
+0.5 when that confidence reaches ``min_confidence``; the soft label goes to the preference column.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from factory.core.record import Rejected
 from factory.core.structured import json_object
 from factory.core.templates import check_overrides, merged
 from factory.llm.request import Completion, Request
+from factory.llm.verdicts import balanced_preference, letter_share
 from factory.steps.base import StepBase, StepContext, StepRunner, render
 from factory.steps.constitution import Principle, principles_before
 
@@ -51,6 +54,11 @@ class ConstitutionalPreferenceStep(StepBase):
                                      "each asked in both orders; the majority of votes wins")
     templates: dict[str, str] = Field(default_factory=dict, description="override the template: "
                                       "choice")
+    mode: Literal["votes", "logprob"] = Field("votes", description="votes: each principle's constrained "
+                                              "answers vote; logprob: soft labels from P(A)/P(B)")
+    top_logprobs: int = Field(20, ge=2, le=100, description="logprob mode: alternatives read per token")
+    min_confidence: float = Field(0.5, ge=0.5, le=1, description="logprob mode: minimum soft label of "
+                                  "the chosen response (0.5: any lean)")
 
     @field_validator("principles", mode="before")
     @classmethod
@@ -75,6 +83,9 @@ class ConstitutionalPreferenceStep(StepBase):
         self.require_columns("[prompt, response_1, response_2]", "[chosen, rejected, preference]")
         return self
 
+    def logprob_refs(self) -> dict[str, str]:
+        return {"mode": self.backend} if self.mode == "logprob" else {}
+
 
 class ConstitutionalPreference(StepRunner):
     def __init__(self, spec: ConstitutionalPreferenceStep, params: Any) -> None:
@@ -84,7 +95,9 @@ class ConstitutionalPreference(StepRunner):
 
     def request(self, prompt: str, question: str, a: str, b: str) -> Request:
         text = render(self.templates["choice"], {"prompt": prompt, "question": question, "a": a, "b": b})
-        return Request.chat([{"role": "user", "content": text}], self.params, json_schema=ANSWER_SCHEMA)
+        top = self.spec.top_logprobs if self.spec.mode == "logprob" else 0
+        return Request.chat([{"role": "user", "content": text}], self.params, json_schema=ANSWER_SCHEMA,
+                            top_logprobs=top)
 
     async def run(self, fields: dict[str, Any], ctx: StepContext) -> dict[str, Any] | Rejected:
         prompt_col, first_col, second_col = self.spec.reads
@@ -97,6 +110,8 @@ class ConstitutionalPreference(StepRunner):
                                                     self.request(prompt, p.choice or "", second, first))]
         replies = await ctx.ask(requests)
         raw = [c.text for c in replies]
+        if self.spec.mode == "logprob":
+            return self.soft_label(fields, principles, replies, ctx)
         votes = {"first": 0, "second": 0, "inconsistent": 0}
         for principle, forward, swapped in zip(principles, replies[::2], replies[1::2]):
             a, b = read_option(forward), read_option(swapped)
@@ -119,6 +134,35 @@ class ConstitutionalPreference(StepRunner):
         return {chosen_col: fields[winner], rejected_col: fields[loser],
                 info_col: {"winner": winner, "principles": [p.name for p in principles],
                            "votes": votes, "answers": raw}}
+
+
+    def soft_label(self, fields: dict[str, Any], principles: list[Principle], replies: list[Completion],
+                   ctx: StepContext) -> dict[str, Any] | Rejected:
+        """The paper's soft label: per principle, the balanced P(first response is better) from the
+        two orders' normalized (A)/(B) probabilities; averaged over the principles."""
+        raw = [c.text for c in replies]
+        per_principle = {}
+        for principle, forward, swapped in zip(principles, replies[::2], replies[1::2]):
+            a, b = letter_share(forward), letter_share(swapped)
+            if a is None or b is None:
+                return Rejected("preference_unparseable", f"no P(A)/P(B) where the answer was written "
+                                f"under {principle.name!r}", raw)
+            if (a > 0.5) == (b > 0.5):  # both orders lean to the same position
+                ctx.count("inconsistent_orders")
+            per_principle[principle.name] = balanced_preference(a, b)
+        p = sum(per_principle.values()) / len(per_principle)
+        _, first_col, second_col = self.spec.reads
+        confidence = max(p, 1 - p)
+        if abs(p - 0.5) < 1e-9 or confidence < self.spec.min_confidence:
+            return Rejected("preference_tie", f"soft label {p:.3f} (minimum confidence "
+                            f"{self.spec.min_confidence})", raw)
+        winner, loser = (first_col, second_col) if p > 0.5 else (second_col, first_col)
+        chosen_col, rejected_col, info_col = self.spec.writes
+        return {chosen_col: fields[winner], rejected_col: fields[loser],
+                info_col: {"winner": winner, "principles": list(per_principle), "mode": "logprob",
+                           "soft_label": {first_col: round(p, 4), second_col: round(1 - p, 4)},
+                           "per_principle": {k: round(v, 4) for k, v in per_principle.items()},
+                           "confidence": round(confidence, 4), "answers": raw}}
 
 
 def read_option(completion: Completion) -> str | None:

@@ -31,6 +31,12 @@ class Backend(ABC):
     """An LLM behind one narrow async method. Subclasses set ``name`` and implement ``generate``."""
 
     name: ClassVar[str]
+    # True: ``generate`` takes requests with a raw text prompt (``Request.raw``), and
+    # ``pre_query_prefix`` renders the model's chat template up to a user turn's content (Magpie).
+    raw_prompts: ClassVar[bool] = False
+    # Whether completions can carry top-k log-probabilities (``Request.top_logprobs``): judges in
+    # ``logprob`` mode need them; a backend without them is refused before any call.
+    gives_top_logprobs: ClassVar[bool] = False
 
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
@@ -79,6 +85,11 @@ class Backend(ABC):
         """Why this backend cannot honour ``params`` as given (e.g. a value outside the API's
         range), or None. Checked for every step before any call; never clamped silently."""
         return None
+
+    def pre_query_prefix(self, system: str | None) -> str:
+        """The chat template rendered up to where a user turn's text would start (Magpie's
+        prompt); backends with raw prompts and a known template override this."""
+        raise NotImplementedError(f"the {self.name} backend cannot render its model's chat template")
 
     async def close(self) -> None:
         """Release model memory, threads and connections."""

@@ -1,7 +1,8 @@
 """Fake Anthropic and OpenAI-compatible servers on 127.0.0.1, with injected faults (tests, bench).
 
 Both speak enough of the real wire format for the official ``anthropic`` and ``openai`` clients:
-``POST /v1/messages``, the Message Batches endpoints, ``POST /v1/chat/completions``. Faults are
+``POST /v1/messages``, the Message Batches endpoints, ``POST /v1/chat/completions``,
+``POST /v1/completions`` (raw prompts; the body of each is kept in ``received``). Faults are
 drawn per HTTP request from a seeded RNG, so a retried call can succeed: 429 (with
 ``retry-after``), 500, 529, a stall past the client's timeout, a body cut off mid-way (connection
 dropped), and malformed JSON. A hidden concurrency limit answers 429 above it (limiter tests).
@@ -68,6 +69,13 @@ def reply_text(messages: list[dict[str, Any]]) -> str:
     return f"reply to: {content[:60]}"
 
 
+def alternatives(token: str, k: int) -> list[dict[str, Any]]:
+    """The top-k a request with ``top_logprobs`` gets at each token: the token at -0.5, then
+    ``alt1``, ``alt2``, ... at -1.5, -2.5, ... (fixed values a test can check)."""
+    ranked = [(token, -0.5)] + [(f"alt{i}", -0.5 - i) for i in range(1, k)]
+    return [{"token": t, "logprob": lp, "bytes": None} for t, lp in ranked[:k]]
+
+
 def _tokens(text: str) -> int:
     return len(text.split()) + 1
 
@@ -81,6 +89,7 @@ class FakeServer:
     counts: Counter = field(default_factory=Counter)
     max_in_flight: int = 0
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    received: list[dict[str, Any]] = field(default_factory=list)  # /v1/completions bodies, in order
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.faults.seed)
@@ -123,6 +132,7 @@ class FakeServer:
         app.router.add_get("/v1/messages/batches/{id}", self._batch_get)
         app.router.add_get("/v1/messages/batches/{id}/results", self._batch_results)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._complete)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -137,7 +147,7 @@ class FakeServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.counts["requests"] += 1
-        openai_style = request.path.endswith("/chat/completions")
+        openai_style = request.path.endswith("/completions")
         if self.api_key is not None:
             given = request.headers.get("x-api-key") or request.headers.get("authorization", "")
             if given.removeprefix("Bearer ") != self.api_key:
@@ -262,8 +272,9 @@ class FakeServer:
             words, finish = words[: params["max_tokens"]], "length"
         logprobs = None
         if params.get("logprobs"):
-            logprobs = {"content": [{"token": w, "logprob": -0.5, "bytes": None, "top_logprobs": []}
-                                    for w in words]}
+            k = int(params.get("top_logprobs") or 0)
+            logprobs = {"content": [{"token": w, "logprob": -0.5, "bytes": None,
+                                     "top_logprobs": alternatives(w, k)} for w in words]}
         prompt = " ".join(str(m.get("content")) for m in params["messages"])
         return web.json_response({
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
@@ -271,6 +282,22 @@ class FakeServer:
             "model": params.get("model", "fake"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)},
                          "finish_reason": finish, "logprobs": logprobs}],
+            "usage": {"prompt_tokens": _tokens(prompt), "completion_tokens": len(words),
+                      "total_tokens": _tokens(prompt) + len(words)}})
+
+    async def _complete(self, request: web.Request) -> web.Response:
+        """Raw completions: the reply continues the prompt with ``completion of: <its last 40 chars>``."""
+        params = await request.json()
+        self.received.append(params)
+        prompt = str(params.get("prompt", ""))
+        words = f"completion of: {prompt[-40:]}".split()
+        finish = "stop"
+        if len(words) > params.get("max_tokens", 1 << 30):
+            words, finish = words[: params["max_tokens"]], "length"
+        return web.json_response({
+            "id": f"cmpl-{uuid.uuid4().hex[:12]}", "object": "text_completion", "created": int(time.time()),
+            "model": params.get("model", "fake"),
+            "choices": [{"index": 0, "text": " ".join(words), "finish_reason": finish, "logprobs": None}],
             "usage": {"prompt_tokens": _tokens(prompt), "completion_tokens": len(words),
                       "total_tokens": _tokens(prompt) + len(words)}})
 

@@ -26,13 +26,14 @@ from typing import Any
 
 import llama_cpp as L
 import numpy as np
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from factory.core.models import EMBEDDED_FILE, embedded_gguf
 from factory.llm.backends.base import Backend, BackendSettings, pop_flag
+from factory.llm.backends.chat_prefix import cut_at_user_turn
 from factory.llm.backends.gguf_files import adapter_files, attach_adapters, dequantized, pop_adapter_options
-from factory.llm.backends.llama_cpp_sampling import CHATML, Samplers
-from factory.llm.request import Completion, Request
+from factory.llm.backends.llama_cpp_sampling import Samplers, position_logprobs
+from factory.llm.backends.llama_cpp_template import chat_formatter, vocab_formatter
+from factory.llm.request import Completion, Request, top_alternatives
 
 EMBEDDED_ALIASES = (None, "", "embedded", "smollm2", "smollm2-135m")
 
@@ -57,12 +58,16 @@ class _Seq:
     row: int = -1  # batch row holding this sequence's logits after the current decode
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)  # with top_logprobs: each token's text
+    top: list[dict[str, float]] = field(default_factory=list)  # its top-k alternatives
     text: str = ""
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
 
 
 class LlamaCppBackend(Backend):
     name = "llama_cpp"
+    raw_prompts = True
+    gives_top_logprobs = True
 
     def __init__(self, settings: BackendSettings) -> None:
         super().__init__(settings)
@@ -96,6 +101,7 @@ class LlamaCppBackend(Backend):
             log.setLevel(logging.ERROR)
         self.n_threads, self.n_ctx_per_seq = n_threads, n_ctx_per_seq
         self._model = None  # loaded on first use: a fully cached rebuild never loads the model
+        self._formatter = None  # the chat template (read with the vocabulary alone if need be)
         self.shared_prompt_tokens = 0  # prompt tokens copied from a sibling sample, not computed
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -139,13 +145,7 @@ class LlamaCppBackend(Backend):
         self._mem = L.llama_get_memory(self._ctx)
         self._batch = L.llama_batch_init(self.n_batch, 0, 1)
 
-        template = L.llama_model_chat_template(self._model, None)
-        self._formatter = Jinja2ChatFormatter(
-            template=template.decode() if template else CHATML,
-            eos_token=self._token_text(L.llama_vocab_eos(self._vocab)),
-            bos_token=self._token_text(L.llama_vocab_bos(self._vocab)),
-            add_generation_prompt=True,
-        )
+        self._formatter = chat_formatter(self._model)
         self._thread = threading.Thread(target=self._run, name="llama_cpp-decode", daemon=True)
         self._thread.start()
 
@@ -173,6 +173,11 @@ class LlamaCppBackend(Backend):
             futures.append(future)
         return list(await asyncio.gather(*futures))
 
+    def pre_query_prefix(self, system: str | None) -> str:
+        if self._formatter is None:  # no weights needed: a cached rebuild still loads nothing big
+            self._formatter = vocab_formatter(self.path)
+        return cut_at_user_turn(self._format, system)
+
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         self._load()
         return len(self._tokenize(self._format(messages)))
@@ -189,6 +194,7 @@ class LlamaCppBackend(Backend):
     # ---- prompt and tokens (read-only model data: safe from any thread) -----------------------
 
     def _format(self, messages: list[dict[str, str]]) -> str:
+        assert self._formatter is not None
         return self._formatter(messages=messages).prompt
 
     def _tokenize(self, text: str) -> list[int]:
@@ -204,9 +210,6 @@ class LlamaCppBackend(Backend):
         buf = (L.ctypes.c_char * 64)()
         n = L.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         return bytes(buf[:n]) if n > 0 else b""
-
-    def _token_text(self, token: int) -> str:
-        return L.llama_vocab_get_text(self._vocab, token).decode() if token >= 0 else ""
 
     # ---- the decode thread ------------------------------------------------------------------
 
@@ -253,7 +256,9 @@ class LlamaCppBackend(Backend):
 
     def _start(self, job: _Job, slot: int) -> _Seq | None:
         try:
-            prompt = self._tokenize(self._format(job.request.message_dicts()))
+            request = job.request  # a raw prompt is sent as is: no template
+            prompt = self._tokenize(request.raw if request.raw is not None else
+                                    self._format(request.message_dicts()))
         except Exception as exc:
             self._resolve(job, Completion("", "error", error=f"prompt formatting failed: {exc!r}"))
             return None
@@ -345,11 +350,15 @@ class LlamaCppBackend(Backend):
         token = L.llama_sampler_sample(seq.sampler, self._ctx, seq.row)
         if L.llama_vocab_is_eog(self._vocab, token):
             return self._finish(slots, seq, "stop")
-        if seq.job.request.logprobs:  # log-softmax of the raw logits (temperature 1)
+        request = seq.job.request
+        if request.logprobs or request.top_logprobs:  # log-softmax of the raw logits (temperature 1)
             logits = np.ctypeslib.as_array(L.llama_get_logits_ith(self._ctx, seq.row), (self._n_vocab,))
-            top = float(logits.max())
-            lse = top + float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
-            seq.logprobs.append(float(logits[token]) - lse)
+            chosen, top = position_logprobs(logits, token, request.top_logprobs)
+            seq.logprobs.append(chosen)
+            if request.top_logprobs:
+                seq.pieces.append(self._piece(token).decode("utf-8", "replace"))
+                seq.top.append(top_alternatives((self._piece(t).decode("utf-8", "replace"), lp)
+                                                for t, lp in top))
         seq.tokens.append(token)
         before = len(seq.text)
         seq.text += seq.decoder.decode(self._piece(token))
@@ -370,9 +379,11 @@ class LlamaCppBackend(Backend):
             return
         if flush:
             seq.text += seq.decoder.decode(b"", final=True)
+        top = seq.job.request.top_logprobs and not error
         self._resolve(seq.job, Completion(
             "" if error else seq.text, reason, len(seq.prompt), len(seq.tokens),
-            seq.logprobs if seq.job.request.logprobs and not error else None, error))
+            seq.logprobs if seq.job.request.logprobs and not error else None, error,
+            seq.pieces if top else None, seq.top if top else None))
 
     @staticmethod
     def _resolve(job: _Job, completion: Completion) -> None:

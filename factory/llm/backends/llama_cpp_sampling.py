@@ -7,13 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import llama_cpp as L
+import numpy as np
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
+from factory.llm.backends.chat_prefix import CHATML  # noqa: F401  (GGUFs without a template: llama_cpp)
 from factory.llm.request import Request
-
-# Used only for GGUFs that carry no chat template (base models).
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 class Samplers:
@@ -47,3 +45,16 @@ class Samplers:
         if schema not in self._grammars:
             self._grammars[schema] = json_schema_to_gbnf(schema).encode()
         return self._grammars[schema]
+
+
+def position_logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, list[tuple[int, float]]]:
+    """Log-softmax of one position's raw logits (temperature 1, before any grammar or top-k/top-p):
+    the chosen token's log-probability and the ``k`` most likely tokens as (id, log-probability),
+    most likely first."""
+    top = float(logits.max())
+    lse = top + float(np.log(np.exp(logits - top, dtype=np.float64).sum()))
+    if k <= 0:
+        return float(logits[token]) - lse, []
+    ids = np.argpartition(logits, -k)[-k:]
+    ids = ids[np.argsort(-logits[ids], kind="stable")]
+    return float(logits[token]) - lse, [(int(i), float(logits[i]) - lse) for i in ids]

@@ -16,11 +16,14 @@ from typing import Any
 
 from factory.llm.backends.base import Backend, BackendSettings
 from factory.llm.backends.batching import MicroBatcher
-from factory.llm.request import Completion, Request
+from factory.llm.backends.chat_prefix import cut_at_user_turn
+from factory.llm.request import Completion, Request, top_alternatives
 
 
 class TransformersBackend(Backend):
     name = "transformers"
+    raw_prompts = True
+    gives_top_logprobs = True
 
     def __init__(self, settings: BackendSettings) -> None:
         super().__init__(settings)
@@ -80,6 +83,20 @@ class TransformersBackend(Backend):
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
+    def _request_ids(self, request: Request) -> list[int]:
+        if request.raw is not None:  # sent as is: the text already holds any special tokens
+            return self.tokenizer(request.raw, add_special_tokens=False).input_ids
+        return self._prompt_ids(request.message_dicts())
+
+    def pre_query_prefix(self, system: str | None) -> str:
+        tokenizer = getattr(self, "tokenizer", None)
+        if tokenizer is None:  # the tokenizer alone: no weights are loaded for this
+            from factory.core.models import load_tokenizer
+
+            tokenizer = load_tokenizer(self.ref)
+        return cut_at_user_turn(lambda messages: tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False), system)
+
     # ---- decoding (worker thread) -----------------------------------------------------------
 
     def _run_batch(self, requests: list[Request]) -> list[Completion]:
@@ -93,7 +110,7 @@ class TransformersBackend(Backend):
     def _decode(self, requests: list[Request]) -> list[Completion]:
         import torch
 
-        prompts = [self._prompt_ids(r.message_dicts()) for r in requests]
+        prompts = [self._request_ids(r) for r in requests]
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
@@ -102,6 +119,7 @@ class TransformersBackend(Backend):
         gens = [torch.Generator().manual_seed(r.sampling_seed(self.name, self.model_id)) for r in requests]
         tokens: list[list[int]] = [[] for _ in requests]
         logps: list[list[float]] = [[] for _ in requests]
+        tops: list[list[tuple[str, dict[str, float]]]] = [[] for _ in requests]  # with top_logprobs
         finish: list[str | None] = [None] * len(requests)
         texts = [""] * len(requests)
         past, step_ids = None, ids
@@ -118,7 +136,7 @@ class TransformersBackend(Backend):
                         continue
                     token = _sample(logits[i], r, gens[i])
                     chosen.append(token)
-                    finish[i], texts[i] = self._advance(r, token, logits[i], tokens[i], logps[i])
+                    finish[i], texts[i] = self._advance(r, token, logits[i], tokens[i], logps[i], tops[i])
                 if all(f is not None for f in finish):
                     break
                 step_ids = torch.tensor(chosen).unsqueeze(1)
@@ -126,18 +144,27 @@ class TransformersBackend(Backend):
                 positions = positions[:, -1:] + 1
         return [Completion(texts[i] or self.tokenizer.decode(tokens[i], skip_special_tokens=True),
                            finish[i] or "length", len(prompts[i]), len(tokens[i]),
-                           logps[i] if r.logprobs else None) for i, r in enumerate(requests)]
+                           logps[i] if r.logprobs else None,
+                           tokens=[t for t, _ in tops[i]] if r.top_logprobs else None,
+                           top_logprobs=[a for _, a in tops[i]] if r.top_logprobs else None)
+                for i, r in enumerate(requests)]
 
     def _advance(self, request: Request, token: int, logits: Any, tokens: list[int],
-                 logps: list[float]) -> tuple[str | None, str]:
+                 logps: list[float], tops: list[tuple[str, dict[str, float]]]) -> tuple[str | None, str]:
         """Append one token; returns (finish reason or None, final text or '')."""
         import torch
 
         if token in self.eos:
             return "stop", ""
         tokens.append(token)
-        if request.logprobs:
-            logps.append(float(torch.log_softmax(logits, -1)[token]))
+        if request.logprobs or request.top_logprobs:  # of the raw logits (temperature 1)
+            logp = torch.log_softmax(logits, -1)
+            logps.append(float(logp[token]))
+            if request.top_logprobs:
+                values, ids = torch.topk(logp, min(request.top_logprobs, logp.numel()))
+                alternatives = top_alternatives((self.tokenizer.decode([t]), lp)
+                                                for t, lp in zip(ids.tolist(), values.tolist()))
+                tops.append((self.tokenizer.decode([token]), alternatives))
         if request.params.stop:
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             cuts = [text.find(s) for s in request.params.stop if s and s in text]

