@@ -123,8 +123,9 @@ class Recipe(Strict):
             raise ValueError("samplers.count: with 'seeds' the seed rows set the count; remove one")
         if self.seeds is not None and self.seeds.task is not None and self.task is None:
             raise ValueError("seeds.task needs a 'task:' section")
-        if self.eval is not None and self.task is None:
-            raise ValueError("eval: needs a 'task:' section (the held-out problems)")
+        if self.eval is not None and self.eval.benchmark == "task" and self.task is None:
+            raise ValueError("eval: needs a 'task:' section (the held-out problems) or "
+                             "benchmark: ifeval")
         if self.train is not None:
             wanted = [(self.train.sft_split, "sft")] + \
                 ([(self.train.dpo_split, "dpo")] if self.train.dpo is not None else [])

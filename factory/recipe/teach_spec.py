@@ -8,9 +8,9 @@ typo in ``train.sft`` is a recipe error with a line number, not a failure after 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from factory.core.errors import did_you_mean
 from factory.core.schema import Strict
@@ -79,7 +79,27 @@ class TrainBlock(Strict):
 
 
 class EvalBlock(Strict):
-    max_tokens: int = Field(32, ge=1, le=4096, description="greedy answer length")
+    benchmark: Literal["task", "ifeval"] = Field("task", description="task: the task: section's "
+                                                 "held-out problems; ifeval: an IFEval-format file "
+                                                 "(data:) scored by lm-eval's IFEval checker")
+    data: str | None = Field(None, description="ifeval: the prompts file (key, prompt, "
+                             "instruction_id_list, kwargs), relative to the recipe")
+    limit: int | None = Field(None, ge=1, description="ifeval: only the first N prompts")
+    max_tokens: int = Field(32, ge=1, le=4096, description="greedy answer length (the same cap "
+                            "for every model)")
     batch_size: int = Field(32, ge=1, le=1024, description="problems decoded together")
     system: str | None = Field(None, description="system message (same as the sampling step's)")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads for eval decoding")
+    threads: int | None = Field(None, ge=1, description="CPU threads for eval decoding")
+    backend: Literal["transformers", "llama_cpp"] = Field(
+        "transformers", description="the decoder for every model: transformers (adapters merged "
+        "into the weights) or llama_cpp (adapters as GGUF LoRA adapters; needs a GGUF base)")
+    options: dict[str, Any] = Field(default_factory=dict, description="more decoder backend "
+                                    "options, e.g. {dtype: float32} for llama_cpp")
+
+    @model_validator(mode="after")
+    def data_for_ifeval(self) -> "EvalBlock":
+        if (self.benchmark == "ifeval") != (self.data is not None):
+            raise ValueError("data: is the IFEval prompts file: give it with benchmark: ifeval only")
+        if self.limit is not None and self.benchmark != "ifeval":
+            raise ValueError("limit: applies to benchmark: ifeval (a task sets its test size)")
+        return self

@@ -21,33 +21,25 @@ from factory.llm.pairwise import judge_messages, judge_schema, read_verdict
 from factory.llm.request import Completion, Request, SamplingParams
 from factory.llm.spec import BackendBlock
 from factory.recipe.tasks import FAMILIES, Problem
+from factory.teach.ifeval import summary_line as ifeval_line
+from factory.teach.stats import share as _share
+from factory.teach.stats import wilson as wilson  # re-exported: callers import it from here
 
 
-def wilson(correct: int, total: int, level: float = 0.95) -> list[float]:
-    """The Wilson score interval for a binomial proportion (scipy's implementation)."""
-    if total == 0:
-        return [0.0, 1.0]
-    from scipy.stats import binomtest
-
-    ci = binomtest(correct, total).proportion_ci(confidence_level=level, method="wilson")
-    return [round(float(ci.low), 4), round(float(ci.high), 4)]
-
-
-def _share(passes: Sequence[bool]) -> dict[str, Any]:
-    n, k = len(passes), sum(passes)
-    return {"n": n, "correct": k, "accuracy": round(k / n, 4) if n else 0.0, "ci95": wilson(k, n)}
-
-
-def decoder(model: str, adapters: Sequence[Path] = (), batch: int = 32,
-            threads: int | None = None) -> BackendBlock:
-    """The transformers decoder every eval uses (base and trained alike): ``model`` with the LoRA
-    ``adapters`` merged in order, ``batch`` problems per decode. A backend block: evals ask an
-    LLM session for it, so their answers are cached like a build's (the cache key names the
-    weights and the adapters' hash: a retrained adapter or model is never served old answers)."""
-    options: dict[str, Any] = {"adapters": [str(a) for a in adapters]}
+def decoder(model: str, adapters: Sequence[Path] = (), batch: int = 32, threads: int | None = None,
+            backend: str = "transformers", options: dict[str, Any] | None = None) -> BackendBlock:
+    """The decoder every eval of a run uses (base and trained alike): ``model`` with the LoRA
+    ``adapters`` in order, ``batch`` problems decoded together. ``transformers`` merges the adapters
+    into the weights; ``llama_cpp`` (a GGUF base; ``smollm2`` is the embedded one) applies them as
+    GGUF LoRA adapters. A backend block: evals ask an LLM session for it, so their answers are
+    cached like a build's (the cache key names the weights and the adapters' hash: a retrained
+    adapter or model is never served old answers)."""
+    opts: dict[str, Any] = dict(options or {})
+    if adapters:
+        opts["adapters"] = [str(a) for a in adapters]
     if threads:
-        options["n_threads"] = threads
-    return BackendBlock(name="transformers", model=model, concurrency=batch, options=options)
+        opts["n_threads"] = threads
+    return BackendBlock(name=backend, model=model, concurrency=batch, options=opts)
 
 
 async def ask_all(dispatcher: Dispatcher, requests: list[Request]) -> list[Completion]:
@@ -151,6 +143,8 @@ def _outcome(forward: str | None, swapped: str | None, counts: dict[str, int]) -
 
 
 def summary_line(result: dict[str, Any]) -> str:
+    if result["metric"] == "ifeval":
+        return ifeval_line(result)
     if result["metric"] == "greedy_accuracy":
         nc, c = result["not_copyable"], result["copyable"]
         return (f"{result['model']}: {result['correct']}/{result['n']} = {result['accuracy']:.1%} "

@@ -3,7 +3,8 @@
 Round 1 is the recipe's build as written: k samples per train problem on its backend, verified,
 QC'd, written as SFT (best correct answer) and DPO (correct vs incorrect of the same problem).
 Then LoRA SFT from the base model, DPO from the SFT model (its reference), and a greedy eval of
-base, SFT and SFT+DPO on the held-out problems, all three through the same transformers decoder.
+base, SFT and SFT+DPO on the held-out set (the task's problems or an IFEval file), all three
+through the recipe's one eval decoder (transformers, or llama.cpp with GGUF LoRA adapters).
 Round r > 1 samples again from the best model so far (``train.resample_backend``) and trains from
 the base model again on the new data (ReST-EM: a fresh start each round avoids drift); the loop
 stops when a round lifts held-out accuracy on non-copyable problems by less than ``min_gain``.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,25 +25,24 @@ from factory.engine.plan import BuildOptions, Plan
 from factory.llm.session import LLMSession
 from factory.llm.spec import BackendBlock
 from factory.recipe.loader import LoadedRecipe
-from factory.recipe.seeds import task_problems
-from factory.recipe.tasks import Problem
-from factory.teach.evaluate import accuracy, decoder, save_result, summary_line
+from factory.teach.evaluate import decoder, save_result, summary_line
+from factory.teach.held_out import HeldOut, check_disjoint, held_out_set, train_prompts
 
 Log = Callable[[str], None]
 
 
-def evaluate_model(model: str, adapters: list[Path], problems: list[Problem], plan: Plan,
+def evaluate_model(model: str, adapters: list[Path], held_out: HeldOut, plan: Plan,
                    options: BuildOptions) -> dict[str, Any]:
-    """Greedy accuracy of ``model`` (+ adapters merged in order) on the transformers decoder, through
-    an LLM session on the build's request cache (``--cache`` / ``--no-cache``)."""
+    """``model`` (+ adapters in order) on the held-out set, greedy, on the recipe's eval decoder,
+    through an LLM session on the build's request cache (``--cache`` / ``--no-cache``)."""
     block = plan.recipe.eval
     assert block is not None
 
     async def run() -> dict[str, Any]:
         async with LLMSession.open(options.cache_path, options.use_cache) as llm:
-            dispatcher = llm.dispatcher_for(decoder(model, adapters, block.batch_size, block.threads),
-                                            "eval")
-            return await accuracy(dispatcher, problems, block.max_tokens, block.system)
+            dispatcher = llm.dispatcher_for(decoder(model, adapters, block.batch_size, block.threads,
+                                                    block.backend, block.options), "eval")
+            return await held_out.run(dispatcher, block.max_tokens, block.system)
 
     return asyncio.run(run())
 
@@ -86,41 +87,68 @@ def run_teach(plan: Plan, options: BuildOptions, first_build: Any, log: Log) -> 
     _quiet_libraries()
     runs = Path(train.output_dir or f"runs/{recipe.name}")
     evals_dir = plan.output / "eval"
-    test = task_problems(plan.loaded)[1] if recipe.task is not None and recipe.eval is not None else []
+    held_out = held_out_set(plan.loaded)
     summary: dict[str, Any] = {"recipe": recipe.name, "model": train.model, "rounds": [],
-                               "test": _test_facts(test)}
+                               "test": held_out.facts() if held_out else {"n": 0}}
+    if held_out is not None and recipe.eval is not None:
+        summary["decoder"] = {"backend": recipe.eval.backend, "max_tokens": recipe.eval.max_tokens,
+                              "options": recipe.eval.options}
+    full: dict[str, dict[str, Any]] = {}  # results with rows, for the paired comparisons
+    summary["seconds"] = {"round 1 build": round(float(getattr(first_build, "elapsed_s", 0.0)), 1)}
+
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        value = fn()
+        summary["seconds"][name] = round(time.perf_counter() - started, 1)
+        log(f"{name}: {summary['seconds'][name]:.0f} s")
+        return value
 
     def evaluate(name: str, adapters: list[Path]) -> dict[str, Any] | None:
-        if not test:
+        if held_out is None:
             return None
-        result = evaluate_model(train.model, adapters, test, plan, options)
+        started = time.perf_counter()
+        result = evaluate_model(train.model, adapters, held_out, plan, options)
         card_dir = adapters[-1] if adapters else None
+        if "base" in full:
+            result["vs_base"] = held_out.versus(full["base"], result)
         save_result(result, evals_dir / f"{name}.json", card_dir)
-        log(f"eval {name}: {summary_line(result)}")
+        full[name] = result
+        seconds = round(time.perf_counter() - started, 1)
+        summary["seconds"][f"eval {name}"] = seconds
+        log(f"eval {name} ({seconds:.0f} s): {summary_line(result)}")
         return {k: v for k, v in result.items() if k != "rows"}
 
+    def score(result: dict[str, Any] | None) -> float:
+        return held_out.score(result) if held_out else 0.0
+
     summary["base"] = evaluate("base", [])
-    best = _score(summary["base"])
+    best = score(summary["base"])
     model_adapters: list[Path] = []
     build = first_build
     for round_no in range(1, train.rounds + 1):
         if round_no > 1:
             log(f"round {round_no}: sampling from {train.model} + {len(model_adapters)} adapter(s)")
             round_plan = resample_plan(plan, train.model, model_adapters, round_no)
-            build = asyncio.run(run_build(round_plan, options))
+            build = timed(f"round {round_no} build", lambda: asyncio.run(run_build(round_plan, options)))
         dataset = build.output
         entry: dict[str, Any] = {"round": round_no, "dataset": str(dataset),
                                  "rates": {k: s.get("rates", {}) for k, s in build.stats["steps"].items()},
                                  "splits": {k: v["rows"] for k, v in build.stats["splits"].items()}}
         log(f"round {round_no}: data {entry['splits']}; {entry['rates']}")
+        if held_out is not None:  # never train on an eval prompt, whatever QC the recipe runs
+            splits = {train.sft_split, train.dpo_split}
+            entry["checked_disjoint"] = sum(
+                check_disjoint(train_prompts(dataset / f"{split}.parquet"), held_out) for split in splits)
         if not entry["splits"].get(train.sft_split):
             summary["rounds"].append(entry)
             log(f"round {round_no}: no correct answer to train on; the loop stops")
             break
-        sft = train_stage("sft", dataset, [], runs / f"round_{round_no}" / "sft", plan, log)
+        sft = timed(f"round {round_no} sft", lambda: train_stage(
+            "sft", dataset, [], runs / f"round_{round_no}" / "sft", plan, log))
         stages = {"sft": [sft]}
         if train.dpo is not None and entry["splits"].get(train.dpo_split, 0) > 0:
-            dpo = train_stage("dpo", dataset, [sft], runs / f"round_{round_no}" / "dpo", plan, log)
+            dpo = timed(f"round {round_no} dpo", lambda: train_stage(
+                "dpo", dataset, [sft], runs / f"round_{round_no}" / "dpo", plan, log))
             stages["sft_dpo"] = [sft, dpo]
         elif train.dpo is not None:
             log(f"round {round_no}: no DPO pairs, DPO stage skipped")
@@ -128,16 +156,16 @@ def run_teach(plan: Plan, options: BuildOptions, first_build: Any, log: Log) -> 
         entry["eval"] = {k: evaluate(f"round_{round_no}_{k}", v) for k, v in stages.items()}
         entry["metrics"] = {k: str(Path(v[-1]).parent / "metrics.jsonl") for k, v in stages.items()}
         summary["rounds"].append(entry)
-        if not test:
+        if held_out is None:
             model_adapters = stages.get("sft_dpo", stages["sft"])
             continue
-        top = max(stages, key=lambda k: _score(entry["eval"][k]))
-        gain = _score(entry["eval"][top]) - best
+        top = max(stages, key=lambda k: score(entry["eval"][k]))
+        gain = score(entry["eval"][top]) - best
         entry["best_stage"], entry["gain"] = top, round(gain, 4)
         if round_no > 1 and gain < train.min_gain:
             log(f"round {round_no}: gain {gain:+.3f} < min_gain {train.min_gain}: stop")
             break
-        best, model_adapters = max(best, _score(entry["eval"][top])), stages[top]
+        best, model_adapters = max(best, score(entry["eval"][top])), stages[top]
     (plan.output / "teach.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     from factory.teach.report import write_report
 
@@ -162,11 +190,3 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="peft|trl|transformers")
 
 
-def _score(result: dict[str, Any] | None) -> float:
-    """What the loop maximizes: accuracy where copying the input does not help."""
-    return result["not_copyable"]["accuracy"] if result else 0.0
-
-
-def _test_facts(test: list[Problem]) -> dict[str, Any]:
-    return {"n": len(test), "copyable": sum(p.copyable for p in test),
-            "not_copyable": sum(not p.copyable for p in test)}

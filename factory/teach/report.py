@@ -1,5 +1,7 @@
 """The self-teaching loop's report: ``report.md`` (tables) and ``report.html`` (the same tables plus
-plots: held-out accuracy with 95% intervals, pass@k per round, training loss curves)."""
+plots: held-out accuracy with 95% intervals, pass@k per round, training loss curves). On IFEval the
+accuracy table holds the four figures, each trained model gets its paired comparison with the base
+model, and accuracy per instruction type is shown for every model, with intervals."""
 
 from __future__ import annotations
 
@@ -31,8 +33,37 @@ def accuracy_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _ifeval(summary: dict[str, Any]) -> bool:
+    return summary["test"].get("benchmark") == "ifeval"
+
+
+def ifeval_tables(summary: dict[str, Any]) -> list[str]:
+    """The four IFEval figures per model, each trained model vs the base model on the same prompts
+    (paired difference, McNemar p), and loose accuracy per instruction type per model."""
+    from factory.teach.ifeval import LEVELS, versus_table
+
+    rows = _rows(summary)
+    out = ["| model | " + " | ".join(f"{n} (95% CI)" for n in LEVELS) + " | answers at the cap |",
+           "|---" * (len(LEVELS) + 2) + "|"]
+    out += [f"| {name} | " + " | ".join(_pct(r[n]) for n in LEVELS) + f" | {r['truncated']}/{r['n']} |"
+            for name, r in rows]
+    for name, r in rows:
+        if r.get("vs_base"):
+            out += ["", f"### {name} vs base (same prompts)", "", versus_table(r["vs_base"])]
+    types = sorted({t for _, r in rows for t in r.get("per_type", {})})
+    out += ["", "### Per instruction type (loose accuracy, 95% Wilson CI)", "",
+            "| instruction | n | " + " | ".join(name for name, _ in rows) + " |",
+            "|---" * (len(rows) + 2) + "|"]
+    for t in types:
+        cells = [_pct(r["per_type"][t]["loose"]) if t in r.get("per_type", {}) else "-" for _, r in rows]
+        n = next(r["per_type"][t]["n"] for _, r in rows if t in r.get("per_type", {}))
+        out.append(f"| `{t}` | {n} | " + " | ".join(cells) + " |")
+    return out
+
+
 def rounds_table(summary: dict[str, Any]) -> str:
-    lines = ["| round | dataset rows | sampling rates | best stage | gain (not copyable) |",
+    gain = "gain (prompt-level loose)" if _ifeval(summary) else "gain (not copyable)"
+    lines = [f"| round | dataset rows | sampling rates | best stage | {gain} |",
              "|---|---|---|---|---|"]
     for e in summary["rounds"]:
         rates = "; ".join(f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in r.items())
@@ -56,11 +87,19 @@ def _losses(metrics: Path) -> list[tuple[int, float]]:
 
 def write_report(summary: dict[str, Any], folder: Path) -> Path:
     test = summary["test"]
-    md = [f"# Self-teaching report: {summary['recipe']}", "",
-          f"Base model `{summary['model']}`; {test['n']} held-out problems ({test['not_copyable']} not "
-          f"solvable by copying the input, {test['copyable']} copyable). Greedy decoding, one "
-          "transformers decoder for every model.", "", "## Held-out accuracy", "",
-          accuracy_table(summary), "", "## Rounds", "", rounds_table(summary), "", "## Training", ""]
+    decoder = summary.get("decoder", {})
+    same = (f"Greedy decoding, one decoder for every model ({decoder.get('backend', 'transformers')}, "
+            f"{decoder.get('max_tokens', '?')}-token cap).")
+    if _ifeval(summary):
+        head = [f"Base model `{summary['model']}`; {test['n']} IFEval prompts ({test['instructions']} "
+                f"instructions) from `{test['data']}`, scored by lm-eval's IFEval checker. {same}", "",
+                "## IFEval", "", *ifeval_tables(summary)]
+    else:
+        head = [f"Base model `{summary['model']}`; {test['n']} held-out problems ({test['not_copyable']} not "
+                f"solvable by copying the input, {test['copyable']} copyable). {same}", "",
+                "## Held-out accuracy", "", accuracy_table(summary)]
+    md = [f"# Self-teaching report: {summary['recipe']}", "", *head, "", "## Rounds", "",
+          rounds_table(summary), "", "## Training", ""]
     for e in summary["rounds"]:
         for stage, path in e.get("metrics", {}).items():
             losses = _losses(Path(path))
@@ -78,7 +117,9 @@ def _html(summary: dict[str, Any], markdown: str) -> str:
 
     figures = []
     rows = _rows(summary)
-    if rows:
+    if rows and _ifeval(summary):
+        figures += _ifeval_figures(rows)
+    elif rows:
         fig = go.Figure()
         for part, label in (("not_copyable", "not copyable"), ("copyable", "copyable")):
             acc = [r[part]["accuracy"] for _, r in rows]
@@ -107,3 +148,33 @@ def _html(summary: dict[str, Any], markdown: str) -> str:
     body = "".join(f.to_html(full_html=False, include_plotlyjs=i == 0) for i, f in enumerate(figures))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(summary['recipe'])}"
             f"</title></head><body>{body}<pre>{html.escape(markdown)}</pre></body></html>")
+
+
+def _bars(fig: Any, name: str, labels: list[str], parts: list[dict[str, Any]]) -> None:
+    """Accuracy bars with their asymmetric 95% intervals as error bars."""
+    acc = [p["accuracy"] for p in parts]
+    fig.add_bar(name=name, x=labels, y=acc, error_y=dict(
+        type="data", symmetric=False, array=[p["ci95"][1] - a for p, a in zip(parts, acc)],
+        arrayminus=[a - p["ci95"][0] for p, a in zip(parts, acc)]))
+
+
+def _ifeval_figures(rows: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """The four figures per model, and loose accuracy per instruction type before/after."""
+    import plotly.graph_objects as go
+
+    from factory.teach.ifeval import LEVELS
+
+    levels = go.Figure()
+    for name, r in rows:
+        _bars(levels, name, list(LEVELS), [r[n] for n in LEVELS])
+    levels.update_layout(title="IFEval (95% intervals: Wilson for prompts, bootstrap over prompts for "
+                         "instructions)", yaxis_range=[0, 1], barmode="group")
+    types = sorted({t for _, r in rows for t in r.get("per_type", {})})
+    per_type = go.Figure()
+    for name, r in rows:
+        have = [t for t in types if t in r.get("per_type", {})]
+        _bars(per_type, name, [f"{t} (n={r['per_type'][t]['n']})" for t in have],
+              [r["per_type"][t]["loose"] for t in have])
+    per_type.update_layout(title="IFEval loose accuracy per instruction type (95% Wilson intervals)",
+                           yaxis_range=[0, 1], barmode="group", height=600)
+    return [levels, per_type]

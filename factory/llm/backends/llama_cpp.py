@@ -6,8 +6,10 @@ requests and awaits futures that the thread resolves. Each request gets its own 
 one frees, so the batch stays full. Samples of one prompt share its KV cells (computed once;
 ``share_prompts: false`` turns that off). Options (the recipe's ``backend.options``): ``n_threads``
 (default: the CPUs this process may use), ``n_ctx_per_seq`` (default 2048), ``n_batch`` (default
-512), ``flash_attn`` (default false: faster, but a text then depends on what shares its batch).
-``concurrency`` is the number of parallel sequences.
+512), ``flash_attn`` (default false: faster, but a text then depends on what shares its batch),
+``adapters`` (PEFT LoRA folders applied in order on top of the GGUF: ``gguf_files``), ``dtype``
+(float32 / float16: serve a dequantized copy of a quantized GGUF, the weights adapters are trained
+on). ``concurrency`` is the number of parallel sequences.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ import numpy as np
 from factory.core.models import EMBEDDED_FILE, embedded_gguf
 from factory.llm.backends.base import Backend, BackendSettings, pop_flag
 from factory.llm.backends.chat_prefix import cut_at_user_turn
+from factory.llm.backends.gguf_files import adapter_files, attach_adapters, dequantized, pop_adapter_options
 from factory.llm.backends.llama_cpp_sampling import Samplers, position_logprobs
 from factory.llm.backends.llama_cpp_template import chat_formatter, vocab_formatter
 from factory.llm.request import Completion, Request, top_alternatives
 
-EMBEDDED_ALIASES = (None, "", "embedded", "smollm2-135m")
+EMBEDDED_ALIASES = (None, "", "embedded", "smollm2", "smollm2-135m")
 
 
 @dataclass
@@ -74,6 +77,7 @@ class LlamaCppBackend(Backend):
         self.n_batch = int(opts.pop("n_batch", 512))
         self.share_prompts = pop_flag(opts, "share_prompts", True)  # off: only to measure the gain
         self.flash_attn = pop_flag(opts, "flash_attn", False)
+        self.dtype, self.adapters, weights_suffix = pop_adapter_options(opts)
         if opts:
             raise ValueError(f"unknown llama_cpp backend option(s): {', '.join(sorted(opts))}")
         self.n_seq = max(1, int(settings.concurrency))
@@ -89,6 +93,7 @@ class LlamaCppBackend(Backend):
             self._model_id = f"{self.path.name}:{self.path.stat().st_size}"
         if self.flash_attn:  # other numerics, other texts: never mixed with the default's cache rows
             self._model_id += "+flash_attn"
+        self._model_id += weights_suffix  # dtype, adapters' hash
 
         # llama.cpp logs every load detail to stderr; keep errors only unless the user chose a level.
         log = logging.getLogger("llama-cpp-python")
@@ -108,7 +113,8 @@ class LlamaCppBackend(Backend):
             return
         n_threads, n_ctx_per_seq = self.n_threads, self.n_ctx_per_seq
         L.llama_backend_init()
-        self._model = L.llama_model_load_from_file(str(self.path).encode(), L.llama_model_default_params())
+        path = dequantized(self.path, self.dtype) if self.dtype else self.path
+        self._model = L.llama_model_load_from_file(str(path).encode(), L.llama_model_default_params())
         if not self._model:
             raise RuntimeError(f"llama.cpp could not load {self.path}")
         self._vocab = L.llama_model_get_vocab(self._model)
@@ -133,6 +139,8 @@ class LlamaCppBackend(Backend):
             L.llama_model_free(self._model)
             self._model = None
             raise RuntimeError("llama.cpp could not create a context (lower concurrency or n_ctx_per_seq)")
+        if self.adapters:
+            attach_adapters(self._model, self._ctx, adapter_files(self.adapters, self.path))
         self._n_ctx_seq = L.llama_n_ctx_seq(self._ctx)  # llama.cpp rounds the per-sequence size up
         self._mem = L.llama_get_memory(self._ctx)
         self._batch = L.llama_batch_init(self.n_batch, 0, 1)
