@@ -35,8 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-# ../shared beside the checkout (CI), or wherever FACTORY_SHARED points (a worktree elsewhere).
-DATA = Path(os.environ.get("FACTORY_SHARED", ROOT.parent / "shared")) / "data" / "self_instruct"
+# ../shared/data beside the checkout (CI), or wherever FACTORY_SHARED_DATA points (a worktree).
+DATA = Path(os.environ.get("FACTORY_SHARED_DATA", ROOT.parent / "shared" / "data")) / "self_instruct"
 
 from rich.table import Table  # noqa: E402
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("FACTORY_SHARED", ROOT.parent / "shared")) / "data" / "self_instruct"
+DATA = Path(os.environ.get("FACTORY_SHARED_DATA", ROOT.parent / "shared" / "data")) / "self_instruct"
 
 from rich.table import Table  # noqa: E402
 
