@@ -257,6 +257,7 @@ steps:
 qc:
   - filter: reward
     column: answer
+    gate: null   # unmeasured cut: these tests count the scoring calls alone (the gate's have their own tests)
     scorer:
       kind: judge
       backend: {{name: anthropic, model: claude-haiku-4-5, options: {options}}}
