@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from factory.core.errors import FactoryError
 from factory.core.paths import default_cache_path
+from factory.core.sqlite_wal import open_wal
 
 DEFAULT_MODEL = "minilm"
 _MODELS: dict[str, Any] = {}  # loaded once per process: loading costs more than embedding a batch
@@ -61,11 +61,8 @@ class EmbeddingCache:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
         self.table = "emb_" + hashlib.sha256(model_id.encode()).hexdigest()[:16]
-        self.db.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (key TEXT PRIMARY KEY, vec BLOB)")
+        self.db = open_wal(path, f"CREATE TABLE IF NOT EXISTS {self.table} (key TEXT PRIMARY KEY, vec BLOB)")
 
     def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
         if self.db is None:

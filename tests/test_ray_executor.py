@@ -23,6 +23,12 @@ import pytest
 from conftest import fake_recipe_text, run_cli
 
 pytest.importorskip("ray")
+# Workers opening a fresh cache together failed with "database is locked" (fixed in
+# factory/core/sqlite_wal.py; tests/test_sqlite_wal.py). A worker that dies on its own with
+# ActorDiedError (not one a test kills on purpose, which the build must survive) was also seen in
+# full-suite runs and not reproduced alone: one rerun for that error only (the message carries
+# Ray's reason); any other failure, or the same one twice, still fails.
+pytestmark = pytest.mark.flaky(reruns=1, only_rerun=["ActorDiedError"])
 RAY = Path(sys.executable).parent / "ray"
 LIMIT = ("--limit", "24")  # 96 calls in the kill tests
 CALLS = 96

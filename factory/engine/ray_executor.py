@@ -161,7 +161,7 @@ class RayEngine(Engine):
             except ray.exceptions.RayTaskError as exc:  # the chunk raised: not retried
                 raise FactoryError(f"Ray worker: {str(exc).strip().splitlines()[-1]}") from None
             except ray.exceptions.RayError as exc:  # the worker died more than RETRIES times
-                raise FactoryError(f"a Ray worker failed {RETRIES + 1} times ({type(exc).__name__}); "
+                raise FactoryError(f"a Ray worker died ({type(exc).__name__}: {_cause(exc)}); "
                                    "finished calls are cached: rerun to resume") from None
             finally:
                 slots.put_nowait(actor)
@@ -245,6 +245,13 @@ async def open_ray_engine(plan: Plan, options: BuildOptions, llm: LLMSession, st
                            "the judge on the driver, which holds no model; run the build locally")
     engine.backends = backends
     return engine, backends
+
+
+def _cause(exc: BaseException) -> str:
+    """Ray's own words on why an actor died, in one line (its messages run over many lines)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = [line for line in lines if "because" in line or "Error" in line] or lines or ["no reason given"]
+    return said[0][:300]
 
 
 def _is_set(step: Any) -> bool:

@@ -6,9 +6,9 @@ process (kill -9) before the next call starts, so a rerun makes only the calls t
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
+from factory.core.sqlite_wal import open_wal
 from factory.llm.request import Completion
 
 
@@ -16,11 +16,9 @@ class RequestCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db = open_wal(self.path, "CREATE TABLE IF NOT EXISTS calls "
+                                      "(key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable across process death, cheap
-        self.db.execute("PRAGMA busy_timeout=30000")
-        self.db.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, completion TEXT NOT NULL)")
 
     def get(self, key: str) -> Completion | None:
         row = self.db.execute("SELECT completion FROM calls WHERE key = ?", (key,)).fetchone()

@@ -11,12 +11,12 @@ server-errored entries are resubmitted up to ``max_resubmits`` times; invalid re
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from factory.core.paths import default_cache_path
+from factory.core.sqlite_wal import open_wal
 from factory.llm.backends.http_common import MALFORMED, ApiBackend, CallFailed
 from factory.llm.request import Completion, Request, request_key
 
@@ -26,10 +26,8 @@ class BatchState:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
-        self.db.execute("CREATE TABLE IF NOT EXISTS pending (key TEXT PRIMARY KEY, batch TEXT NOT NULL)")
+        self.db = open_wal(path, "CREATE TABLE IF NOT EXISTS pending "
+                                 "(key TEXT PRIMARY KEY, batch TEXT NOT NULL)")
 
     def batch_of(self, key: str) -> str | None:
         row = self.db.execute("SELECT batch FROM pending WHERE key = ?", (key,)).fetchone()
