@@ -142,6 +142,12 @@ def convert(folder: Path, out: Path, facts: dict[str, Any]) -> Path:
             b = permute_rows(b, facts["n_head"] if module.endswith("q_proj") else facts["n_head_kv"])
         writer.add_tensor(f"{target}.weight.lora_a", np.ascontiguousarray(ab["A"]))
         writer.add_tensor(f"{target}.weight.lora_b", np.ascontiguousarray(b))
+    return _finish(writer, tmp, out)
+
+
+def _finish(writer: Any, tmp: Path, out: Path) -> Path:
+    """Write the GGUF file under a temporary name, then move it into place in one step (a killed
+    conversion leaves no half-written file where the cache looks)."""
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -178,12 +184,7 @@ def dequantized(source: Path, dtype: str) -> Path:
         data = data.reshape(tuple(int(d) for d in reversed(tensor.shape)))
         half = dtype == "float16" and data.ndim > 1  # norms stay fp32, as llama.cpp's converter does
         writer.add_tensor(tensor.name, data.astype(np.float16 if half else np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    os.replace(tmp, out)
-    return out
+    return _finish(writer, tmp, out)
 
 
 def adapter_files(adapters: list[str], base_gguf: Path) -> list[Path]:
