@@ -84,3 +84,13 @@ def test_without_repair_the_failing_prompt_is_rejected_as_before():
 def test_repair_needs_the_constraints_verifier():
     with pytest.raises(ValidationError, match="repair: true needs scorer"):
         spec(scorer={"type": "verifier", "verifier": "numeric", "answer": "constraints"})
+
+
+def test_the_steps_verifier_has_the_last_word_over_a_repair_that_claims_success(monkeypatch):
+    import factory.steps.constraint_repair as wiring
+    from factory.core.constraints.repair import Repair
+
+    monkeypatch.setattr(wiring, "repair_answer", lambda text, *a: Repair(text, True, ("finish",), ()))
+    (out,), stats = run(spec(), fake(**RULES), ROWS[:1])
+    assert isinstance(out, Reject) and out.reason == "unrepairable"
+    assert stats["figures"]["repair_rejected_by_verifier"] == 3  # each of the 3 samples tried
