@@ -218,8 +218,51 @@ class DecontaminateBlock(Strict):
                                                               "of eval texts (needs the qc extra)")
 
 
+class FitBlock(Strict):
+    """Does the answer fit its prompt: end-of-turn log-prob and conditioning gain (filters/fit.py)."""
+
+    filter: Literal["fit"]
+    column: str = Field("response", description="the answer")
+    prompt_column: str = Field("prompt", description="the request, as the user turn of the chat template")
+    model: str = Field("smollm2", description="as the perplexity filter's (one scorer serves both)")
+    percentile: float = Field(1, gt=0, lt=100, description="cuts at this percentile of the reference ...")
+    end_of_turn_margin: float = Field(0.0, ge=0, description="... minus this (log-prob)")
+    gain_margin: float = Field(0.0, ge=0, description="... minus this (nats per token)")
+    reference_file: str | None = Field(None, description="rows with prompt and response (default: the "
+                                       "in-house reference answers)")
+    min_end_of_turn: float | None = Field(None, le=0, description="absolute end-of-turn cut (log-prob)")
+    min_gain: float | None = Field(None, description="absolute conditioning-gain cut (nats per token)")
+    batch_size: int = Field(16, ge=1)
+    max_tokens: int = Field(512, ge=8, description="tokens scored per text (a longer answer has no "
+                            "end-of-turn figure)")
+
+
+class MarkupBlock(Strict):
+    """Pipeline debris: chat-template tokens, escaped entities, unopened closing tags, open fences."""
+
+    filter: Literal["markup"]
+    column: str = Field("response", description="text to check")
+    prompt_column: str | None = Field("prompt", description="text the prompt holds is never debris "
+                                      "(null: no prompt)")
+
+
+class LanguageBlock(Strict):
+    """Sentences of the answer in another language than the prompt and answer as a whole."""
+
+    filter: Literal["language"]
+    column: str = Field("response", description="text to check")
+    prompt_column: str | None = Field("prompt", description="its language is expected; naming a "
+                                      "language or asking for a translation allows that language")
+    min_words: int = Field(6, ge=3, description="sentences with fewer words are not checked (short "
+                           "text is misdetected)")
+    min_prob: float = Field(0.99, gt=0.5, le=1, description="detector probability a sentence needs to "
+                            "count as foreign")
+    min_sentences: int = Field(2, ge=1, description="foreign sentences it takes to drop the answer")
+
+
 QCBlock = Annotated[Union[RepetitionBlock, PerplexityBlock, DedupBlock, RewardBlock, PairsBlock, DriftBlock,
-                          DecontaminateBlock], Field(discriminator="filter")]
+                          DecontaminateBlock, MarkupBlock, LanguageBlock, FitBlock],
+                    Field(discriminator="filter")]
 
 
 class ChainFile(Strict):

@@ -44,7 +44,7 @@ def test_prompt_is_context_not_scored(tiny):
 
     scorer = PerplexityScorer(tiny)
     assert scorer.score([text], [prompt])[0] == pytest.approx(math.exp(nll / len(body)), rel=1e-5)
-    assert len(scorer._nll([text], [prompt])[0]) == len(body)  # answer tokens only
+    assert len(scorer._nll([text], [prompt])[0][0]) == len(body)  # answer tokens only
     assert scorer.score([text], [prompt], per="char")[0] == pytest.approx(math.exp(nll / len(text)),
                                                                            rel=1e-5)
 
