@@ -60,6 +60,10 @@ class PerplexityBlock(Strict):
         "window", description="token: per-token perplexity; char: per character; window: the worst "
         "`window` consecutive tokens (local garbage is not averaged away)")
     window: int = Field(8, ge=2, description="tokens per window for per: window")
+    # A perplexity of a few tokens is mostly the surprise of the first word: class labels ("demo",
+    # "relevant", "false") and names ("Cirq") were 8 of the 13 real self_instruct answers it dropped.
+    min_tokens: int = Field(8, ge=1, description="texts with fewer scored tokens are kept uncut (their "
+                            "score is still reported)")
     reference: Literal["builtin", "file", "seeds", "data"] = Field(
         "builtin", description="where the cut is learned: builtin (in-house answers shipped with "
         "factory), file (reference_file), seeds (seed_column), data (the data itself: removes the "

@@ -208,6 +208,16 @@ class PerplexityFilter(Filter):
         return self.scorer.score(texts, [p or "" for p in prompts] if prompts is not None else None, b.per,
                                  chat=b.chat and b.prompt_column is not None, window=b.window)
 
+    def _short(self, texts: list[str], prompts: list[str | None] | None) -> list[bool]:
+        """Which texts have fewer than ``min_tokens`` scored tokens (a scorer without token counts:
+        none)."""
+        if not hasattr(self.scorer, "token_nlls"):
+            return [False] * len(texts)
+        b = self.block
+        nlls = self.scorer.token_nlls(texts, [p or "" for p in prompts] if prompts is not None else None,
+                                      chat=b.chat and b.prompt_column is not None)
+        return [0 < len(n) < b.min_tokens for n in nlls]
+
     def filter_batch(self, records: list[Record], context: QCContext) -> list[Verdict]:
         b = self.block
         texts, details = texts_or_failures(records, b.column)
@@ -220,6 +230,9 @@ class PerplexityFilter(Filter):
         scores = self._score([texts[i] or "" for i in ok],
                              [prompts[i] for i in ok] if prompts is not None else None)
         ppl: dict[int, float] = dict(zip(ok, scores))
+        short = self._short([texts[i] or "" for i in ok],
+                            [prompts[i] for i in ok] if prompts is not None else None)
+        short_ids = {i for i, s in zip(ok, short) if s}
         unit = {"token": "", "char": "_per_char", "window": f"_window{b.window}"}[b.per]
         if b.max is not None:
             cut, reason, source = b.max, f"perplexity{unit}_above_{b.max:g}", f"absolute max {b.max:g}"
@@ -239,14 +252,16 @@ class PerplexityFilter(Filter):
                      "cut_source": source, "per": b.per, "reference": b.reference,
                      "framing": ("chat template" if b.chat else "prompt + newline") if b.prompt_column
                      else ("fixed context" if b.context else "no prompt"),
-                     "percentile": None if b.max is not None else b.percentile}
+                     "percentile": None if b.max is not None else b.percentile,
+                     "short_kept_uncut": sum(ppl[i] > cut for i in short_ids if math.isfinite(ppl[i])),
+                     "min_tokens": b.min_tokens}
         out: list[Verdict] = []
         for i in range(len(records)):
             if i not in ppl:
                 out.append(Failed(details[i]))
             elif not math.isfinite(ppl[i]):
                 out.append(Failed("no tokens to score", "empty_text"))
-            elif ppl[i] > cut:
+            elif ppl[i] > cut and i not in short_ids:
                 out.append(Drop(reason, round(ppl[i], 3), f"perplexity {ppl[i]:.2f} > {cut:.2f} ({source})"))
             else:
                 out.append(Keep(round(ppl[i], 3)))
