@@ -78,14 +78,19 @@ def test_a_switch_of_language_is_dropped_and_named():
 
 
 def test_english_code_and_translations_are_kept():
+    from filters.language import top_language
+
+    translate = "Translate the second half of this text into another language.\n\n" + ENGLISH + " " + ENGLISH
+    named = "Explain in French why water boils at lower temperatures up high. " + ENGLISH
     records = [
         Record("en", {"prompt": "Why does water boil at lower temperatures up high?", "response": ENGLISH}, "t"),
         Record("code", {"prompt": "Write a Python function that returns the largest number.",
                         "response": CODE}, "t"),
-        Record("translate", {"prompt": "Translate this paragraph.\n\n" + ENGLISH, "response": FRENCH}, "t"),
-        Record("named", {"prompt": "Explain in French why water boils at lower temperatures up high.",
-                         "response": ENGLISH[:49] + " " + FRENCH}, "t"),
+        Record("translate", {"prompt": translate, "response": FRENCH}, "t"),
+        Record("named", {"prompt": named, "response": FRENCH}, "t"),
     ]
+    # the conversation as a whole is English: the French sentences are kept because the prompt allows them
+    assert {top_language(f"{r.fields['prompt']}\n{r.fields['response']}")[0] for r in records} == {"en"}
     rejects, _ = _language(records)
     assert rejects == {}
 
