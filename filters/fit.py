@@ -9,11 +9,11 @@
   prompt. A fluent answer to another request is no likelier for being asked this prompt, so its
   gain is near zero; one more forward pass, memoised like the first.
 
-Cuts are absolute (``min_end_of_turn``, ``min_gain``) or learned from known-good text as the
-perplexity filter learns its own: ``percentile`` of the in-house reference answers, minus
-``margin`` nats; never a percentile of the data being filtered, so they do not move with the share
-of garbage in it. An answer cut at ``max_tokens`` has no end-of-turn figure and is judged on its
-gain only.
+Cuts are absolute (``min_end_of_turn``, default -18; ``min_gain``, default 0: the prompt must not
+make the answer less likely) or, set to null, learned from known-good text as the perplexity
+filter learns its own: ``percentile`` of the in-house reference answers minus a margin; never a
+percentile of the data being filtered, so they do not move with the share of garbage in it. An
+answer cut at ``max_tokens`` has no end-of-turn figure and is judged on its gain only.
 """
 
 from __future__ import annotations
@@ -66,12 +66,18 @@ class FitFilter(Filter):
         gains = [g for _, g in signals if math.isfinite(g)]
         where = ("in-house reference answers (filters/reference/answers.jsonl)" if path == BUILTIN_REFERENCE
                  else f"reference file {path}")
-        eot_cut = (b.min_end_of_turn if b.min_end_of_turn is not None
-                   else percentile_cut(eots, b.percentile) - b.end_of_turn_margin)
-        gain_cut = (b.min_gain if b.min_gain is not None
-                    else percentile_cut(gains, b.percentile) - b.gain_margin)
-        return eot_cut, gain_cut, (f"p{b.percentile:g} of {len(pairs)} texts minus {b.end_of_turn_margin:g} "
-                                   f"(end of turn) and {b.gain_margin:g} nats (gain): {where}")
+        learned = f"p{b.percentile:g} of {len(pairs)} texts minus"
+        if b.min_end_of_turn is not None:
+            eot_cut, eot_source = b.min_end_of_turn, "end of turn absolute"
+        else:
+            eot_cut = percentile_cut(eots, b.percentile) - b.end_of_turn_margin
+            eot_source = f"end of turn {learned} {b.end_of_turn_margin:g}"
+        if b.min_gain is not None:
+            gain_cut, gain_source = b.min_gain, "gain absolute"
+        else:
+            gain_cut = percentile_cut(gains, b.percentile) - b.gain_margin
+            gain_source = f"gain {learned} {b.gain_margin:g} nats"
+        return eot_cut, gain_cut, f"{eot_source}; {gain_source}: {where}"
 
     def filter_batch(self, records: list[Record], context: QCContext) -> list[Verdict]:
         b = self.block

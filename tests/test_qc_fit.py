@@ -94,7 +94,8 @@ def test_cuts_come_from_the_reference_and_stay_put_with_prevalence(tmp_path):
     table |= {f"cut {i}": (-9.0, 0.6) for i in range(20)} | {f"other {i}": (-1.0, 0.01) for i in range(20)}
     ref = tmp_path / "ref.jsonl"
     ref.write_text("".join(json.dumps({"prompt": "q", "response": f"ref {i}"}) + "\n" for i in range(50)))
-    block = FitBlock(filter="fit", reference_file=str(ref), end_of_turn_margin=1.0, gain_margin=0.1)
+    block = FitBlock(filter="fit", reference_file=str(ref), end_of_turn_margin=1.0, gain_margin=0.1,
+                     min_end_of_turn=None, min_gain=None)
     cuts = set()
     for garbage in (0, 3, 20):
         records = [Record(f"r{i}", {"prompt": "q", "response": f"real {i}"}, "t") for i in range(60)]
@@ -106,7 +107,8 @@ def test_cuts_come_from_the_reference_and_stay_put_with_prevalence(tmp_path):
         reasons = {r.record.id: r.reason for r in result.rejects}
         assert reasons == {**{f"c{i}": "fit_end_of_turn" for i in range(garbage)},
                            **{f"o{i}": "fit_conditioning_gain" for i in range(garbage)}}
-        assert f.info["cut_source"].startswith("p1 of 50 texts minus 1 (end of turn) and 0.1 nats")
+        assert f.info["cut_source"] == ("end of turn p1 of 50 texts minus 1; gain p1 of 50 texts minus 0.1 "
+                                        f"nats: reference file {ref}")
     (eot_cut, gain_cut), = cuts
     assert eot_cut == pytest.approx(-1.0 - 49 / 40 * 0.99 - 1.0, abs=0.02)
     assert gain_cut == pytest.approx(0.5 + 49 / 80 * 0.01 - 0.1, abs=0.01)
