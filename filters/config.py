@@ -97,13 +97,14 @@ class RepetitionBlock(Strict):
     dup_line_frac: float = Field(0.3, gt=0, le=1, description="share of lines repeating an earlier one")
     dup_line_char_frac: float = Field(0.2, gt=0, le=1, description="characters in repeated lines")
     # Gopher's n-gram thresholds (0.2/0.18/0.16, 0.15..0.10) were set on web documents; on short
-    # answers they drop 4.5% of real self_instruct answers (numbered lists, URL lists). These
-    # keep 98.6% of them and still catch every 2-4 word loop (README, "Quality control").
+    # answers they drop 4.5% of real self_instruct answers (numbered lists, URL lists). At 0.6/0.3
+    # 6 of 427 still went (a URL list, an IPv4 regex, ABC notation, "MacBook Air, MacBook Air
+    # sleeve, ..."); at 0.7/0.4, 2, and every 2-4 word loop of 60 is still caught (README).
     top_ngram_char_frac: tuple[float, float, float] = Field(
-        (0.6, 0.6, 0.6), description="for n = 2, 3, 4: characters covered by the top n-gram (Gopher: "
+        (0.7, 0.7, 0.7), description="for n = 2, 3, 4: characters covered by the top n-gram (Gopher: "
         "0.2, 0.18, 0.16)")
     dup_ngram_char_frac: tuple[float, float, float, float, float, float] = Field(
-        (0.3, 0.3, 0.3, 0.3, 0.3, 0.3), description="for n = 5..10: characters in repeated n-grams "
+        (0.4, 0.4, 0.4, 0.4, 0.4, 0.4), description="for n = 5..10: characters in repeated n-grams "
         "(Gopher: 0.15 down to 0.10)")
     min_compression_ratio: float = Field(0.2, ge=0, lt=1, description="zlib bytes / raw bytes below this "
                                          "= a loop (texts of min_compression_chars or more)")
@@ -237,8 +238,9 @@ class FitBlock(Strict):
                                        "in-house reference answers)")
     # Absolute by default: the in-house reference answers are plain prose that always ends cleanly
     # (lowest end-of-turn -7.2), while real answers that end in a URL, a table row or a list item
-    # go down to -24; learned from the reference, the cut dropped 54 of 427 real answers.
-    min_end_of_turn: float | None = Field(-18.0, le=0, description="end-of-turn cut (log-prob); null: "
+    # go down to -24; learned from the reference, the cut dropped 54 of 427 real answers. -16 was
+    # chosen on the QC benchmark (seed 0; README, Quality control).
+    min_end_of_turn: float | None = Field(-16.0, le=0, description="end-of-turn cut (log-prob); null: "
                                           "learned from the reference")
     min_gain: float | None = Field(0.0, description="conditioning-gain cut (nats per token; 0: the prompt "
                                    "must not make the answer less likely); null: learned from the reference")

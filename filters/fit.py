@@ -2,14 +2,15 @@
 
 - **end of turn**: the log-probability that the model ends its turn right after the answer (its
   chat template's end-of-turn token, SmolLM2's ``<|im_end|>``), the prompt as the user turn. An
-  answer cut off mid-sentence rarely ends where the model would stop. It comes from the same
+  answer cut off mid-sentence rarely ends where the model would stop. Judged only on an answer
+  that stops on a word in a line of prose (``ends_open``). It comes from the same
   forward pass that scores the answer's tokens for the perplexity filter (one scorer is shared
   by both filters of a chain).
 - **conditioning gain**: the answer's mean NLL per token with an empty user turn minus with the
   prompt. A fluent answer to another request is no likelier for being asked this prompt, so its
   gain is near zero; one more forward pass, memoised like the first.
 
-Cuts are absolute (``min_end_of_turn``, default -18; ``min_gain``, default 0: the prompt must not
+Cuts are absolute (``min_end_of_turn``, default -16; ``min_gain``, default 0: the prompt must not
 make the answer less likely) or, set to null, learned from known-good text as the perplexity
 filter learns its own: ``percentile`` of the in-house reference answers minus a margin; never a
 percentile of the data being filtered, so they do not move with the share of garbage in it. An
@@ -19,6 +20,7 @@ answer cut at ``max_tokens`` has no end-of-turn figure and is judged on its gain
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from factory.core.errors import FactoryError
@@ -28,6 +30,18 @@ from factory.core.text import as_text, texts_or_failures
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict, percentile_cut
 from filters.config import FitBlock
 from filters.perplexity import BUILTIN_REFERENCE, PerplexityScorer
+
+# Where the model cannot tell an end from a cut: a URL, a table row, a path, code.
+NOT_PROSE = re.compile(r"://|\||/|=|<-")
+
+
+def ends_open(text: str) -> bool:
+    """Whether the text stops on a word (a letter or digit, no full stop, bracket or quote after
+    it) in a last line of prose: the only ending the end-of-turn cut judges. A real answer that
+    ends in a URL, a table row or chess notation has a low end-of-turn figure too, and is no cut."""
+    stripped = text.rstrip()
+    last = stripped.split("\n")[-1]
+    return bool(re.search(r"[^\W_]$", stripped)) and not NOT_PROSE.search(last)
 
 
 def fit_signals(scorer: PerplexityScorer, texts: list[str], prompts: list[str]) -> list[tuple[float, float]]:
@@ -92,8 +106,8 @@ class FitFilter(Filter):
                      "cut": f"end of turn {eot_cut:.3f}, gain {gain_cut:.3f}",
                      "end_of_turn_cut": round(eot_cut, 4), "gain_cut": round(gain_cut, 4),
                      "cut_source": source,
-                     "rule": "end-of-turn log-prob after the answer, and mean NLL without the prompt minus "
-                             "with it (chat template framing)"}
+                     "rule": "end-of-turn log-prob after an answer that stops on a word in prose, and "
+                             "mean NLL without the prompt minus with it (chat template framing)"}
         out: list[Verdict] = []
         for i in range(len(records)):
             if i not in signals:
@@ -102,7 +116,7 @@ class FitFilter(Filter):
             eot, gain = signals[i]
             if not math.isfinite(gain):
                 out.append(Failed("no tokens to score", "empty_text"))
-            elif math.isfinite(eot) and eot < eot_cut:
+            elif math.isfinite(eot) and eot < eot_cut and ends_open(texts[i] or ""):
                 out.append(Drop("fit_end_of_turn", round(eot, 4),
                                 f"end-of-turn log-prob {eot:.2f} < {eot_cut:.2f} ({source})"))
             elif gain < gain_cut:
