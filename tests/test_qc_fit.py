@@ -125,3 +125,20 @@ def test_absolute_cuts_and_an_empty_answer_fails(tiny):
     assert got["a"] == ("fit_end_of_turn", False)  # a random tiny model never ends a turn that surely
     assert got["b"] == ("empty_text", True) and got["c"][1] is True
     assert f.info["cut_source"] == "absolute"
+
+
+def test_end_of_turn_judges_only_an_answer_that_stops_on_a_word():
+    """A low end-of-turn figure drops an answer cut mid-sentence; after a full stop, a URL, a table
+    row or code the model cannot tell an end from a cut, and the answer stays."""
+    from filters.fit import ends_open
+
+    endings = {"It boils at one hundred degrees at": True, "It boils at one hundred.": False,
+               "- https://example.org/docs/latest": False, "a | b\n1 | 2": False, "y <- x/1": False,
+               "1. Uno 2. Kubb": True, "Trees (oaks)": False}
+    assert {t: ends_open(t) for t in endings} == endings
+    table = {t: (-30.0, 1.0) for t in endings}
+    records = [Record(str(i), {"prompt": "q", "response": t}, "t") for i, t in enumerate(endings)]
+    result = Chain([FitFilter(FitBlock(filter="fit"), scorer=TableScorer(table))]).run(records)
+    dropped = {r.record.fields["response"] for r in result.rejects}
+    assert dropped == {t for t, open_end in endings.items() if open_end}
+    assert {r.reason for r in result.rejects} == {"fit_end_of_turn"}
