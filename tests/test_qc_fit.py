@@ -142,3 +142,13 @@ def test_end_of_turn_judges_only_an_answer_that_stops_on_a_word():
     dropped = {r.record.fields["response"] for r in result.rejects}
     assert dropped == {t for t, open_end in endings.items() if open_end}
     assert {r.reason for r in result.rejects} == {"fit_end_of_turn"}
+
+
+def test_perplexity_and_fit_on_one_model_share_a_scorer():
+    from filters.chain import build_chain
+    from filters.config import PerplexityBlock
+
+    chain = build_chain([PerplexityBlock(filter="perplexity", prompt_column="prompt"), FitBlock(filter="fit"),
+                         FitBlock(filter="fit", max_tokens=64)])
+    ppl, fit, other = chain.filters
+    assert fit.scorer is ppl.scorer and other.scorer is not ppl.scorer
