@@ -116,7 +116,7 @@ def test_cuts_come_from_the_reference_and_stay_put_with_prevalence(tmp_path):
 
 def test_absolute_cuts_and_an_empty_answer_fails(tiny):
     block = FitBlock(filter="fit", model=tiny, min_end_of_turn=-0.001, min_gain=-100)
-    records = [Record("a", {"prompt": "q", "response": "Water boils."}, "t"),
+    records = [Record("a", {"prompt": "q", "response": "Water boils at"}, "t"),
                Record("b", {"prompt": "q", "response": ""}, "t"),
                Record("c", {"response": "no prompt"}, "t")]
     f = FitFilter(block)
