@@ -8,6 +8,9 @@ turn of the model's chat template, the text its reply. The default statistic is 
 percentile of the same statistic on known-good reference text (in-house answers shipped in
 ``filters/reference/``, a file, or the seeds), so it does not move with the share of garbage in
 the data; ``reference: data`` (a percentile of the data itself) is kept, and labelled as such.
+A text of fewer than ``min_tokens`` scored tokens is kept uncut. The same forward pass scores the
+chat template's end-of-turn token after the text (``PerplexityScorer.end_of_turn``), which the fit
+filter (``filters/fit.py``) reads from the shared scorer.
 """
 
 from __future__ import annotations
