@@ -18,7 +18,10 @@ from factory.core.text import texts_or_failures
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict
 from filters.config import MarkupBlock
 
-TEMPLATE_TOKEN = re.compile(r"<\|[A-Za-z_]+\|>|\[/?INST\]|<</?SYS>>|</?s>")
+TEMPLATE_TOKEN = re.compile(r"<\|[A-Za-z_]+\|>|\[/?INST\]|<</?SYS>>")
+# Llama's <s> is also HTML's strikethrough: a template token only when no </s> closes it (a lone
+# </s> is a closing tag never opened)
+LONE_BOS = re.compile(r"<s>(?![\s\S]*</s>)")
 ENTITY = re.compile(r"&(?:[a-zA-Z]{2,8}|#\d{2,5}|#x[0-9a-fA-F]{2,4});")
 TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)\b[^<>]*?(/?)>")
 FENCE = re.compile(r"```")
@@ -43,7 +46,7 @@ def unopened_closing_tag(text: str) -> str | None:
 def debris(text: str, prompt: str = "") -> tuple[str, str] | None:
     """The first rule the text breaks, as (rule, offending text), or None. Text the prompt holds
     too is never debris."""
-    m = TEMPLATE_TOKEN.search(text)
+    m = TEMPLATE_TOKEN.search(text) or LONE_BOS.search(text)
     if m and m.group(0) not in prompt:
         return "template_token", m.group(0)
     m = ENTITY.search(text)

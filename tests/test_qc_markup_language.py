@@ -20,6 +20,8 @@ HTML = '<ul>\n  <li><a href="/">Home</a></li>\n  <li>About &amp; contact</li>\n<
     ("Paris is the capital. <|im_end|>\n<|im_start|>assistant\nIt is.", "template_token", "<|im_end|>"),
     ("The answer is four. [/INST] Done.", "template_token", "[/INST]"),
     ("Sure. <</SYS>> Here it is.", "template_token", "<</SYS>>"),
+    ("<s> The answer is four.", "template_token", "<s>"),
+    ("The answer is four.</s>", "unopened_closing_tag", "</s>"),
     ("First line &lt;br/&gt;&nbsp; second line.", "escaped_entity", "&lt;"),
     ('Fine. </div><div class="answer"> More text.', "unopened_closing_tag", "</div>"),
     ("The value ]]></content> is set.", "unopened_closing_tag", "</content>"),
@@ -37,6 +39,7 @@ def test_each_debris_rule_names_the_offending_text(text, rule, what):
     ("Escape this for HTML: a < b", "a &lt; b"),
     ("Close the tags of this HTML:\n<b><i>text", "<b><i>text</i></b>"),
     ("Wrap this in CDATA: x", "<![CDATA[x]]>"),
+    ("Show a price cut in HTML.", "<p><s>$20</s> $15</p>"),
 ])
 def test_ordinary_answers_pass(prompt, text):
     assert debris(text, prompt) is None
