@@ -60,6 +60,10 @@ class PerplexityBlock(Strict):
         "window", description="token: per-token perplexity; char: per character; window: the worst "
         "`window` consecutive tokens (local garbage is not averaged away)")
     window: int = Field(8, ge=2, description="tokens per window for per: window")
+    # A perplexity of a few tokens is mostly the surprise of the first word: class labels ("demo",
+    # "relevant", "false") and names ("Cirq") were 8 of the 13 real self_instruct answers it dropped.
+    min_tokens: int = Field(8, ge=1, description="texts with fewer scored tokens are kept uncut (their "
+                            "score is still reported)")
     reference: Literal["builtin", "file", "seeds", "data"] = Field(
         "builtin", description="where the cut is learned: builtin (in-house answers shipped with "
         "factory), file (reference_file), seeds (seed_column), data (the data itself: removes the "
@@ -93,13 +97,14 @@ class RepetitionBlock(Strict):
     dup_line_frac: float = Field(0.3, gt=0, le=1, description="share of lines repeating an earlier one")
     dup_line_char_frac: float = Field(0.2, gt=0, le=1, description="characters in repeated lines")
     # Gopher's n-gram thresholds (0.2/0.18/0.16, 0.15..0.10) were set on web documents; on short
-    # answers they drop 4.5% of real self_instruct answers (numbered lists, URL lists). These
-    # keep 98.6% of them and still catch every 2-4 word loop (README, "Quality control").
+    # answers they drop 4.5% of real self_instruct answers (numbered lists, URL lists). At 0.6/0.3
+    # 6 of 427 still went (a URL list, an IPv4 regex, ABC notation, "MacBook Air, MacBook Air
+    # sleeve, ..."); at 0.7/0.4, 2, and every 2-4 word loop of 60 is still caught (README).
     top_ngram_char_frac: tuple[float, float, float] = Field(
-        (0.6, 0.6, 0.6), description="for n = 2, 3, 4: characters covered by the top n-gram (Gopher: "
+        (0.7, 0.7, 0.7), description="for n = 2, 3, 4: characters covered by the top n-gram (Gopher: "
         "0.2, 0.18, 0.16)")
     dup_ngram_char_frac: tuple[float, float, float, float, float, float] = Field(
-        (0.3, 0.3, 0.3, 0.3, 0.3, 0.3), description="for n = 5..10: characters in repeated n-grams "
+        (0.4, 0.4, 0.4, 0.4, 0.4, 0.4), description="for n = 5..10: characters in repeated n-grams "
         "(Gopher: 0.15 down to 0.10)")
     min_compression_ratio: float = Field(0.2, ge=0, lt=1, description="zlib bytes / raw bytes below this "
                                          "= a loop (texts of min_compression_chars or more)")
@@ -218,8 +223,58 @@ class DecontaminateBlock(Strict):
                                                               "of eval texts (needs the qc extra)")
 
 
+class FitBlock(Strict):
+    """Does the answer fit its prompt: end-of-turn log-prob and conditioning gain (filters/fit.py)."""
+
+    filter: Literal["fit"]
+    column: str = Field("response", description="the answer")
+    prompt_column: str = Field("prompt", description="the request, as the user turn of the chat template")
+    model: str = Field("smollm2", description="as the perplexity filter's (one scorer serves both)")
+    percentile: float = Field(1, gt=0, lt=100, description="a cut left null is this percentile of the "
+                              "reference ...")
+    end_of_turn_margin: float = Field(0.0, ge=0, description="... minus this (log-prob)")
+    gain_margin: float = Field(0.0, ge=0, description="... minus this (nats per token)")
+    reference_file: str | None = Field(None, description="rows with prompt and response (default: the "
+                                       "in-house reference answers)")
+    # Absolute by default: the in-house reference answers are plain prose that always ends cleanly
+    # (lowest end-of-turn -7.2), while real answers that end in a URL, a table row or a list item
+    # go down to -24; learned from the reference, the cut dropped 54 of 427 real answers. -16 was
+    # chosen on the QC benchmark (seed 0; README, Quality control).
+    min_end_of_turn: float | None = Field(-16.0, le=0, description="end-of-turn cut (log-prob); null: "
+                                          "learned from the reference")
+    min_gain: float | None = Field(0.0, description="conditioning-gain cut (nats per token; 0: the prompt "
+                                   "must not make the answer less likely); null: learned from the reference")
+    batch_size: int = Field(16, ge=1)
+    max_tokens: int = Field(512, ge=8, description="tokens scored per text (a longer answer has no "
+                            "end-of-turn figure)")
+
+
+class MarkupBlock(Strict):
+    """Pipeline debris: chat-template tokens, escaped entities, unopened closing tags, open fences."""
+
+    filter: Literal["markup"]
+    column: str = Field("response", description="text to check")
+    prompt_column: str | None = Field("prompt", description="text the prompt holds is never debris "
+                                      "(null: no prompt)")
+
+
+class LanguageBlock(Strict):
+    """Sentences of the answer in another language than the prompt and answer as a whole."""
+
+    filter: Literal["language"]
+    column: str = Field("response", description="text to check")
+    prompt_column: str | None = Field("prompt", description="its language is expected; naming a "
+                                      "language or asking for a translation allows that language")
+    min_words: int = Field(6, ge=3, description="sentences with fewer words are not checked (short "
+                           "text is misdetected)")
+    min_prob: float = Field(0.99, gt=0.5, le=1, description="detector probability a sentence needs to "
+                            "count as foreign")
+    min_sentences: int = Field(2, ge=1, description="foreign sentences it takes to drop the answer")
+
+
 QCBlock = Annotated[Union[RepetitionBlock, PerplexityBlock, DedupBlock, RewardBlock, PairsBlock, DriftBlock,
-                          DecontaminateBlock], Field(discriminator="filter")]
+                          DecontaminateBlock, MarkupBlock, LanguageBlock, FitBlock],
+                    Field(discriminator="filter")]
 
 
 class ChainFile(Strict):

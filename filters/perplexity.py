@@ -8,6 +8,9 @@ turn of the model's chat template, the text its reply. The default statistic is 
 percentile of the same statistic on known-good reference text (in-house answers shipped in
 ``filters/reference/``, a file, or the seeds), so it does not move with the share of garbage in
 the data; ``reference: data`` (a percentile of the data itself) is kept, and labelled as such.
+A text of fewer than ``min_tokens`` scored tokens is kept uncut. The same forward pass scores the
+chat template's end-of-turn token after the text (``PerplexityScorer.end_of_turn``), which the fit
+filter (``filters/fit.py``) reads from the shared scorer.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ class PerplexityScorer:
         self.spec, self.batch_size, self.max_tokens = model, batch_size, max_tokens
         # (context, text, chat) -> the scored tokens' NLLs: a text is scored once per scorer
         self._memo: dict[tuple[str, str, bool], list[float]] = {}
+        # the same key -> log-prob of the end-of-turn token right after the text (chat framing, text
+        # not cut at max_tokens; else NaN): computed in the same forward pass as the NLLs
+        self._eot: dict[tuple[str, str, bool], float] = {}
 
     def score(self, texts: list[str], prompts: list[str] | None = None, per: str = "token",
               chat: bool = False, window: int = 8) -> list[float]:
@@ -73,12 +79,30 @@ class PerplexityScorer:
         is not averaged away). ``prompts`` condition the text and are not scored: with ``chat``, as
         the user turn of the tokenizer's chat template (the text is the assistant's reply), else
         as ``prompt + "\n"``."""
-        keys = [(p, t, chat) for p, t in zip(prompts or [""] * len(texts), texts)]
-        todo = sorted(set(keys) - set(self._memo))
-        if todo:
-            nlls = self._nll([t for _, t, _ in todo], [p for p, _, _ in todo] if prompts else None, chat)
-            self._memo.update(zip(todo, nlls))
+        keys = self._scored(texts, prompts, chat, self._memo)
         return [statistic(self._memo[key], key[1], per, window) for key in keys]
+
+    def token_nlls(self, texts: list[str], prompts: list[str] | None = None,
+                   chat: bool = False) -> list[list[float]]:
+        """Each text's per-token NLLs (memoised as for ``score``)."""
+        return [self._memo[key] for key in self._scored(texts, prompts, chat, self._memo)]
+
+    def end_of_turn(self, texts: list[str], prompts: list[str]) -> list[float]:
+        """Log-probability that the model ends its turn right after each text, the prompt as the
+        user turn of its chat template: a cut-off answer rarely ends where the model would stop.
+        NaN where the text was cut at ``max_tokens`` or the tokenizer has no chat template."""
+        return [self._eot[key] for key in self._scored(texts, prompts, True, self._eot)]
+
+    def _scored(self, texts: list[str], prompts: list[str] | None, chat: bool,
+                need: dict) -> list[tuple[str, str, bool]]:
+        """The memo keys of ``texts``, scoring those ``need`` lacks (one pass fills both memos)."""
+        keys = [(p, t, chat) for p, t in zip(prompts or [""] * len(texts), texts)]
+        todo = sorted(set(keys) - set(need))
+        if todo:
+            scored = self._nll([t for _, t, _ in todo], [p for p, _, _ in todo] if prompts else None, chat)
+            self._memo.update((k, nlls) for k, (nlls, _) in zip(todo, scored))
+            self._eot.update((k, eot) for k, (_, eot) in zip(todo, scored))
+        return keys
 
     def _context(self, tok: Any, prompt: str | None, chat: bool) -> list[int]:
         bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
@@ -90,16 +114,24 @@ class PerplexityScorer:
             return tok(framed, add_special_tokens=False)["input_ids"]
         return bos + tok(prompt + "\n", add_special_tokens=False)["input_ids"]
 
-    def _nll(self, texts: list[str], prompts: list[str] | None, chat: bool = False) -> list[list[float]]:
-        """The negative log-likelihood of each scored token, per text."""
+    def _nll(self, texts: list[str], prompts: list[str] | None,
+             chat: bool = False) -> list[tuple[list[float], float]]:
+        """Per text: the negative log-likelihood of each scored token, and the log-probability of
+        the end-of-turn token after the text (chat framing with the whole text; else NaN). The
+        end-of-turn token is appended and scored in the same pass: the text's own tokens do not see
+        it (causal), so their NLLs are the same as without it."""
         import torch
 
         model, tok = load_scorer(self.spec)
-        seqs = []
+        eot = end_of_turn_id(tok) if chat and getattr(tok, "chat_template", None) else None
+        seqs, ends = [], []
         for i, text in enumerate(texts):
             ctx = self._context(tok, prompts[i] if prompts else None, chat)
-            body = tok(text, add_special_tokens=False)["input_ids"][: self.max_tokens]
+            body = tok(text, add_special_tokens=False)["input_ids"]
+            whole = eot is not None and len(body) <= self.max_tokens
+            body = body[: self.max_tokens] + ([eot] if whole else [])
             seqs.append((ctx[-self.max_tokens:], body))
+            ends.append(whole)
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
         out: list[list[float]] = [[] for _ in seqs]
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -124,7 +156,19 @@ class PerplexityScorer:
             for row, i in enumerate(batch):
                 out[i] = [-v for v in lp[at:at + counts[row]].tolist()]
                 at += counts[row]
-        return out
+        return [(nlls[:-1], -nlls[-1]) if end else (nlls, math.nan) for nlls, end in zip(out, ends)]
+
+
+def end_of_turn_id(tok: Any) -> int:
+    """The token the chat template puts right after an assistant reply (SmolLM2: <|im_end|>)."""
+    marker = "Zq9xMarker"
+    framed = tok.apply_chat_template([{"role": "user", "content": "hi"},
+                                      {"role": "assistant", "content": marker}], tokenize=False)
+    after = framed.split(marker, 1)[1]
+    ids = tok(after, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise FactoryError("the chat template puts nothing after the assistant's reply: no end-of-turn token")
+    return ids[0]
 
 
 def _scored_logprobs(model: Any, ids: Any, attn: Any, mask: Any) -> Any:
@@ -167,6 +211,16 @@ class PerplexityFilter(Filter):
         return self.scorer.score(texts, [p or "" for p in prompts] if prompts is not None else None, b.per,
                                  chat=b.chat and b.prompt_column is not None, window=b.window)
 
+    def _short(self, texts: list[str], prompts: list[str | None] | None) -> list[bool]:
+        """Which texts have fewer than ``min_tokens`` scored tokens (a scorer without token counts:
+        none)."""
+        if not hasattr(self.scorer, "token_nlls"):
+            return [False] * len(texts)
+        b = self.block
+        nlls = self.scorer.token_nlls(texts, [p or "" for p in prompts] if prompts is not None else None,
+                                      chat=b.chat and b.prompt_column is not None)
+        return [0 < len(n) < b.min_tokens for n in nlls]
+
     def filter_batch(self, records: list[Record], context: QCContext) -> list[Verdict]:
         b = self.block
         texts, details = texts_or_failures(records, b.column)
@@ -179,6 +233,9 @@ class PerplexityFilter(Filter):
         scores = self._score([texts[i] or "" for i in ok],
                              [prompts[i] for i in ok] if prompts is not None else None)
         ppl: dict[int, float] = dict(zip(ok, scores))
+        short = self._short([texts[i] or "" for i in ok],
+                            [prompts[i] for i in ok] if prompts is not None else None)
+        short_ids = {i for i, s in zip(ok, short) if s}
         unit = {"token": "", "char": "_per_char", "window": f"_window{b.window}"}[b.per]
         if b.max is not None:
             cut, reason, source = b.max, f"perplexity{unit}_above_{b.max:g}", f"absolute max {b.max:g}"
@@ -198,14 +255,16 @@ class PerplexityFilter(Filter):
                      "cut_source": source, "per": b.per, "reference": b.reference,
                      "framing": ("chat template" if b.chat else "prompt + newline") if b.prompt_column
                      else ("fixed context" if b.context else "no prompt"),
-                     "percentile": None if b.max is not None else b.percentile}
+                     "percentile": None if b.max is not None else b.percentile,
+                     "short_kept_uncut": sum(ppl[i] > cut for i in short_ids if math.isfinite(ppl[i])),
+                     "min_tokens": b.min_tokens}
         out: list[Verdict] = []
         for i in range(len(records)):
             if i not in ppl:
                 out.append(Failed(details[i]))
             elif not math.isfinite(ppl[i]):
                 out.append(Failed("no tokens to score", "empty_text"))
-            elif ppl[i] > cut:
+            elif ppl[i] > cut and i not in short_ids:
                 out.append(Drop(reason, round(ppl[i], 3), f"perplexity {ppl[i]:.2f} > {cut:.2f} ({source})"))
             else:
                 out.append(Keep(round(ppl[i], 3)))

@@ -44,7 +44,7 @@ def test_prompt_is_context_not_scored(tiny):
 
     scorer = PerplexityScorer(tiny)
     assert scorer.score([text], [prompt])[0] == pytest.approx(math.exp(nll / len(body)), rel=1e-5)
-    assert len(scorer._nll([text], [prompt])[0]) == len(body)  # answer tokens only
+    assert len(scorer._nll([text], [prompt])[0][0]) == len(body)  # answer tokens only
     assert scorer.score([text], [prompt], per="char")[0] == pytest.approx(math.exp(nll / len(text)),
                                                                            rel=1e-5)
 
@@ -154,3 +154,16 @@ def test_worst_window_statistic():
     assert statistic(nlls, "x" * 100, "char") == pytest.approx(math.exp(sum(nlls) / 100))
     assert statistic([2.0, 4.0], "ab", "window", 8) == pytest.approx(math.exp(3.0))  # short: all tokens
     assert math.isnan(statistic([], "", "window"))
+
+
+def test_a_text_shorter_than_min_tokens_is_kept_uncut(tiny):
+    """A class label's perplexity is the surprise of one word: kept, its score still reported."""
+    records = [Record("label", {"prompt": "Classify: spam or ham?", "response": "spam"}, "t"),
+               Record("long", {"prompt": "q", "response": "The quick brown fox jumps over the lazy dog."}, "t")]
+    f = PerplexityFilter(PerplexityBlock(filter="perplexity", model=tiny, prompt_column="prompt", max=2.0))
+    result = Chain([f]).run(records)
+    assert [r.record.id for r in result.rejects] == ["long"] and [r.id for r in result.kept] == ["label"]
+    assert f.info["short_kept_uncut"] == 1 and result.stats["perplexity"].scores[0] > 2.0
+    every = PerplexityFilter(PerplexityBlock(filter="perplexity", model=tiny, prompt_column="prompt", max=2.0,
+                                             min_tokens=1), scorer=f.scorer)
+    assert len(Chain([every]).run(records).rejects) == 2

@@ -82,4 +82,4 @@ def test_chain_counts_rules_and_reports_thresholds():
     stats = summary["filters"]["repetition"]
     assert summary["kept"] == len(LEGITIMATE) and summary["failed"] == 1
     assert sum(stats["dropped"].values()) == len(LOOPS) == sum(stats["fired"].values())
-    assert stats["thresholds"]["dup_5gram_char_frac"] == 0.3 and "Gopher" in stats["cut_source"]
+    assert stats["thresholds"]["dup_5gram_char_frac"] == 0.4 and "Gopher" in stats["cut_source"]
