@@ -30,6 +30,7 @@ from factory.core.templates import check_template
 from factory.core.verifiers import is_user_verifier
 from factory.llm.request import Request
 from factory.steps.base import StepBase, StepContext, StepRunner, render, template_chat
+from factory.steps.constraint_repair import repair_best
 from factory.steps.scorers import JudgeScorer, Scorer, VerifierScorer, make_scoring, validate_scorer
 
 HISTOGRAM = "prompts_passing_"  # figure key prefix: prompts_passing_{c}_of_{n}
@@ -64,6 +65,9 @@ class RejectionSamplingStep(StepBase):
     min_margin: float = Field(0.0, ge=0, description="DPO pair only when best - worst >= this (and > 0)")
     require_pair: bool = Field(False, description="reject a prompt with no DPO pair (low_margin) "
                                                   "instead of keeping its best for SFT")
+    repair: bool = Field(False, description="constraints verifier only: when no sample passes, "
+                         "repair the best one by program edits (re-checked); chosen = the repair, "
+                         "rejected = the sample it came from")
 
     @field_validator("prompt", "system")
     @classmethod
@@ -79,6 +83,9 @@ class RejectionSamplingStep(StepBase):
         if bad:
             raise ValueError(f"k={bad}: pass@k needs 1 <= k <= n (n={self.n})")
         validate_scorer(self.scorer, self.reads)
+        if self.repair and not (isinstance(self.scorer, VerifierScorer)
+                                and self.scorer.verifier == "constraints"):
+            raise ValueError("repair: true needs scorer {type: verifier, verifier: constraints}")
         return self
 
     def backend_refs(self) -> dict[str, str]:
@@ -151,6 +158,10 @@ class RejectionSampling(StepRunner):
                 for check in sample_checks or []:  # per check kind: how often samples meet it
                     ctx.count(f"checked:{check['id']}")
                     ctx.count(f"met:{check['id']}", bool(check["ok"]))
+        if c == 0 and self.spec.repair:
+            return await self.repaired(fields, texts, truncated, scores, record, ctx)
+        if c:
+            ctx.count("sampled_pass")
         if all(truncated):
             return Rejected("truncated", f"all {n} samples hit max_tokens={self.params.max_tokens}",
                             record)
@@ -173,7 +184,25 @@ class RejectionSampling(StepRunner):
                 scores_col: {**record, "best": best, "worst": worst if pair else None,
                              "margin": round(margin, 6), "pair": "ok" if pair else "low_margin"},
                 pass_col: {"n": n, "c": c, **{f"pass@{k}": round(pass_at_k(n, c, k), 6)
-                                              for k in self.spec.k}}}
+                                              for k in self.spec.k},
+                           **({"source": "sampled", "repaired": []} if self.spec.repair else {})}}
+
+    async def repaired(self, fields: dict[str, Any], texts: list[str], truncated: list[bool],
+                       scores: list[float | None], record: dict[str, Any],
+                       ctx: StepContext) -> dict[str, Any] | Rejected:
+        """No sample passed: the best repaired one is chosen, its unedited sample rejected."""
+        found = await repair_best(self.scoring, render(self.spec.prompt, fields), fields,
+                                  self.spec.scorer.answer, texts, truncated, scores, ctx)
+        if isinstance(found, Rejected):
+            return found
+        text, source, lineage = found
+        best_col, worst_col, scores_col, pass_col = self.spec.writes
+        n = self.spec.n
+        return {best_col: text, worst_col: texts[source],
+                scores_col: {**record, "best": None, "worst": source, "pair": "repaired",
+                             "repaired": lineage, "margin": round(1.0 - float(scores[source] or 0), 6)},
+                pass_col: {"n": n, "c": 0, **{f"pass@{k}": 0.0 for k in self.spec.k},
+                           "source": "repaired", "repaired": lineage}}
 
     def rates(self, figures: Counter) -> dict[str, float]:
         """Mean pass@k over every scored prompt (kept or rejected), and the per-sample pass rate."""

@@ -52,6 +52,8 @@ class Param:
 
 Sampler = Callable[[random.Random, str], "dict[str, Any] | None"]  # (rng, base prompt) -> kwargs
 Checker = Callable[[str, dict[str, Any]], bool]  # (response, kwargs) -> follows?
+# (answer, kwargs, prompt) -> the answer edited to follow, or None when it cannot be soundly
+Repairer = Callable[[str, dict[str, Any], str], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class ConstraintType:
     ``phrasings`` maps a variant key (the value of the ``variant_by`` parameter, e.g. the relation,
     or "" when there is one group) to prompt sentences, ``str.format`` templates over the kwargs and
     the derived fields of ``view``. ``check`` is a hand-written checker; None means lm-eval's IFEval
-    class of the same id is the checker.
+    class of the same id is the checker. ``repair`` (optional, ``fixes.py``) edits a failing answer
+    to comply; its output is always re-checked (``repair.repair_answer``).
     """
 
     id: str
@@ -75,6 +78,7 @@ class ConstraintType:
     count: str | None = None  # the int parameter the phrasing calls {at_most} / {times} from
     excludes: frozenset[str] = field(default_factory=frozenset)
     alone: bool = False  # never combined with another constraint
+    repair: Repairer | None = None
 
     @property
     def family(self) -> str:
