@@ -26,7 +26,7 @@ from pathlib import Path
 from factory.core.errors import FactoryError
 from factory.core.record import Record
 from factory.core.rows import read_rows
-from factory.core.text import as_text, texts_or_failures
+from factory.core.text import as_text, texts_with_prompts
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict, percentile_cut
 from filters.config import FitBlock
 from filters.perplexity import BUILTIN_REFERENCE, PerplexityScorer
@@ -95,9 +95,7 @@ class FitFilter(Filter):
 
     def filter_batch(self, records: list[Record], context: QCContext) -> list[Verdict]:
         b = self.block
-        texts, details = texts_or_failures(records, b.column)
-        prompts, pdetails = texts_or_failures(records, b.prompt_column)
-        details = [d or p for d, p in zip(details, pdetails)]
+        texts, prompts, details = texts_with_prompts(records, b.column, b.prompt_column)
         ok = [i for i in range(len(records)) if texts[i] is not None and prompts[i] is not None]
         signals = dict(zip(ok, fit_signals(self.scorer, [texts[i] or "" for i in ok],
                                            [prompts[i] or "" for i in ok])))

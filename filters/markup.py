@@ -14,7 +14,7 @@ import re
 from collections import Counter
 
 from factory.core.record import Record
-from factory.core.text import texts_or_failures
+from factory.core.text import texts_with_prompts
 from filters.base import Drop, Failed, Filter, Keep, QCContext, Verdict
 from filters.config import MarkupBlock
 
@@ -74,11 +74,7 @@ class MarkupFilter(Filter):
 
     def filter_batch(self, records: list[Record], context: QCContext) -> list[Verdict]:
         b = self.block
-        texts, details = texts_or_failures(records, b.column)
-        prompts: list[str | None] = [""] * len(records)
-        if b.prompt_column:
-            prompts, pdetails = texts_or_failures(records, b.prompt_column)
-            details = [d or p for d, p in zip(details, pdetails)]
+        texts, prompts, details = texts_with_prompts(records, b.column, b.prompt_column)
         fired: Counter = Counter()
         out: list[Verdict] = []
         for text, prompt, detail in zip(texts, prompts, details):

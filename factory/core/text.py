@@ -48,3 +48,14 @@ def texts_or_failures(records: list[Record], column: str) -> tuple[list[str | No
             texts.append(None)
             details.append(str(exc))
     return texts, details
+
+
+def texts_with_prompts(records: list[Record], column: str, prompt_column: str | None
+                       ) -> tuple[list[str | None], list[str | None], list[str]]:
+    """Texts and their prompts aligned with records ("" for every prompt without a prompt column),
+    None where either is missing, and the failure detail for each record with a None."""
+    texts, details = texts_or_failures(records, column)
+    if not prompt_column:
+        return texts, [""] * len(records), details
+    prompts, pdetails = texts_or_failures(records, prompt_column)
+    return texts, prompts, [d or p for d, p in zip(details, pdetails)]
