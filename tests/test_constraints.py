@@ -5,8 +5,11 @@ contradiction-free deterministic sampling, one-line errors for bad constraint li
 from __future__ import annotations
 
 import json
+import os
 import random
+import re
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 
@@ -110,6 +113,34 @@ def test_every_phrasing_renders_with_sampled_parameters(type_id):
         for template in group:
             text = template.format(**view(kwargs, ctype.count))
             assert "{" not in text.replace("{}", "") and len(text.split()) >= 3
+
+
+IFEVAL = Path(os.environ.get("FACTORY_SHARED_DATA", Path(__file__).parents[2] / "shared" / "data")) / \
+    "ifeval" / "input_data.jsonl"
+
+
+@pytest.mark.skipif(not IFEVAL.exists(), reason="../shared/data/ifeval is not here")
+def test_phrasings_are_our_own_words_not_ifevals():
+    """No phrasing, rendered with sampled parameters, shares an 8-word run with an IFEval prompt
+    (decontamination drops a train prompt at 13): the loop must learn the rule, not IFEval's
+    sentences. The fixed answer strings a checker requires ("My answer is yes.") are exempt."""
+    run, word = 8, re.compile(r"\w+")
+    grams = set()
+    for line in IFEVAL.read_text(encoding="utf-8").splitlines():
+        w = word.findall(json.loads(line)["prompt"].lower())
+        grams |= {tuple(w[i:i + run]) for i in range(len(w) - run + 1)}
+    shared = []
+    for ctype in CATALOG.values():
+        rng = random.Random(ctype.id)
+        for prompt in ("Is 91 a prime number?", "Write a story about a cat and a dog."):
+            drawn = (ctype.sample(rng, prompt) for _ in range(10))
+            for kwargs in (k for k in drawn if k is not None):  # {} is a valid draw
+                for template in ctype.phrasings[str(kwargs.get(ctype.variant_by, "")) if ctype.variant_by else ""]:
+                    text = re.sub(r"My answer is (yes|no|maybe)\.", "", template.format(**view(kwargs, ctype.count)))
+                    w = word.findall(text.lower())
+                    shared += [(ctype.id, " ".join(w[i:i + run])) for i in range(len(w) - run + 1)
+                               if tuple(w[i:i + run]) in grams]
+    assert sorted(set(shared)) == []
 
 
 # Contradictions written out here, independently of the sampler's table: pairs no answer can meet.

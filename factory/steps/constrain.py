@@ -2,7 +2,7 @@
 
 No model call: 1-3 compatible constraints (``factory.core.constraints``) are drawn per record from
 the build's seeded RNG (same seed, same record -> same constraints on every run and machine), their
-sentences appended to the prompt. Writes ``[prompt_with_constraints, constraints]``; the second
+sentences appended to the prompt (same line, next line or after a blank line, drawn too). Writes ``[prompt_with_constraints, constraints]``; the second
 column is the list ``[{id, kwargs, text}]`` the ``constraints`` verifier checks answers against.
 """
 
@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator, mod
 
 from factory.core.constraints import CATALOG, Constraint, ConstraintError
 from factory.core.constraints.sampling import (
+    SEPARATORS,
     conflict,
     default_weights,
     sample_constraints,
@@ -122,7 +123,7 @@ class Constrain(StepRunner):
         for c in chosen:
             ctx.count(f"type:{c.id}")
         out_prompt, out_constraints = self.spec.writes
-        return {out_prompt: with_constraints(prompt, chosen),
+        return {out_prompt: with_constraints(prompt, chosen, rng.choice(SEPARATORS)),
                 out_constraints: [c.as_dict() for c in chosen]}
 
     def card_section(self, figures: Counter) -> str:

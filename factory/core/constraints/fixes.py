@@ -99,7 +99,10 @@ def end_phrase(answer: str, kwargs: dict[str, Any], prompt: str) -> str:
 
 
 def start_phrase(answer: str, kwargs: dict[str, Any], prompt: str) -> str:
-    return f"{kwargs['start_phrase']}: {answer.lstrip()}"
+    body = answer.lstrip()
+    # Above a list, heading or title the phrase takes its own line: joined, it would eat the first item.
+    joiner = ":\n" if re.match(r"([*#-]|\d+[.)]|<<)", body) else ": "
+    return f"{kwargs['start_phrase']}{joiner}{body}"
 
 
 def postscript(answer: str, kwargs: dict[str, Any], prompt: str) -> str:

@@ -162,9 +162,15 @@ def sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?", '"')) else text + "."
 
 
-def with_constraints(prompt: str, constraints: list[Constraint]) -> str:
-    """The prompt a model sees: the base prompt, then each constraint's sentence."""
-    return " ".join([prompt.rstrip()] + [c.text for c in constraints if c.text])
+# Where the constraints go after the request: on the same line, the next line or after a blank
+# line, as people write them (a model taught one layout keys on the layout).
+SEPARATORS = (" ", " ", "\n", "\n\n")
+
+
+def with_constraints(prompt: str, constraints: list[Constraint], separator: str = " ") -> str:
+    """The prompt a model sees: the base prompt, then the constraints' sentences."""
+    texts = " ".join(c.text for c in constraints if c.text)
+    return prompt.rstrip() + separator + texts if texts else prompt.rstrip()
 
 
 def describe(constraints: list[dict[str, Any]]) -> str:
