@@ -2,8 +2,9 @@
 
 No model call: 1-3 compatible constraints (``factory.core.constraints``) are drawn per record from
 the build's seeded RNG (same seed, same record -> same constraints on every run and machine), their
-sentences appended to the prompt (same line, next line or after a blank line, drawn too). Writes ``[prompt_with_constraints, constraints]``; the second
-column is the list ``[{id, kwargs, text}]`` the ``constraints`` verifier checks answers against.
+sentences appended to the prompt (on its line, the next line or after a blank line, drawn too).
+Writes ``[prompt_with_constraints, constraints]``; the second column is the list
+``[{id, kwargs, text}]`` the ``constraints`` verifier checks answers against.
 """
 
 from __future__ import annotations

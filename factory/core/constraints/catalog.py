@@ -2,9 +2,10 @@
 
 Ids and keyword names are IFEval's (Zhou et al. 2023) where the type is one of IFEval's, so a
 record's constraints can also be scored by lm-eval, and IFEval-style data can be scored here. The
-samplers and word lists are factory's own, the phrasings are in ``phrasings.py``. Checkers: lm-eval's classes, except the four
-hand-written ones in ``checks.py``. ``weight`` is the share in the sampler's default mix; types
-with weight 0 (language, IFEval's langdetect case checks) are checked but only sampled on request.
+samplers and word lists are factory's own; the phrasings, ours too, are in ``phrasings.py``.
+Checkers: lm-eval's classes, except the four hand-written ones in ``checks.py``. ``weight`` is
+the share in the sampler's default mix; types with weight 0 (language, IFEval's langdetect case
+checks) are checked but only sampled on request.
 """
 
 from __future__ import annotations
