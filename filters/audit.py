@@ -119,6 +119,14 @@ def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, s
                   if isinstance(s, (int, float)) and math.isfinite(s)]
         if kind in ("perplexity", "reward", "repetition") and scores:
             out.append((f"{label}: histogram", score_histogram(kind, scores, info), _score_note(kind, info)))
+        elif kind == "fit":
+            for signal, key, none in (("conditioning gain", "gain", "no record was scored"),
+                                      ("end of turn", "end_of_turn", "no answer stops on a word in prose")):
+                values = info.get(f"_{key}") or []
+                cut = {"cut": info.get(f"{key}_cut"), "cut_source": info.get("cut_source")}
+                figure = score_histogram(f"fit_{key}", values, cut) if values else None
+                out.append((f"{label}: {signal}", figure,
+                            f"{_score_note(kind, info)}; {len(values)} records" if values else none))
         elif kind == "drift":
             scatter = info.get("_scatter")
             if not scatter:
@@ -165,13 +173,16 @@ def score_histogram(kind: str, scores: list[float], info: dict[str, Any]) -> Any
                          title=f"perplexity{per} (log scale)")
     else:
         fig.update_xaxes(title={"reward": "reward", "repetition": "worst rule figure ÷ its threshold "
-                                "(above 1 = dropped)"}.get(kind, kind))
+                                "(above 1 = dropped)",
+                                "fit_gain": "conditioning gain, nats per token (below the cut = dropped)",
+                                "fit_end_of_turn": "end-of-turn log-prob of answers that stop on a word "
+                                "(below the cut = dropped)"}.get(kind, kind))
     fig.update_yaxes(title="records")
     return fig
 
 
 def _score_note(kind: str, info: dict[str, Any]) -> str:
-    parts = [f"model: {info.get('model')}" if kind == "perplexity" else
+    parts = [f"model: {info.get('model')}" if kind in ("perplexity", "fit") else
              f"scorer: {info.get('scorer')}" if kind == "reward" else str(info.get("rule", ""))]
     if info.get("cut_source"):
         parts.append(f"cut {info.get('cut')}: {info['cut_source']}")

@@ -105,7 +105,11 @@ class FitFilter(Filter):
                      "end_of_turn_cut": round(eot_cut, 4), "gain_cut": round(gain_cut, 4),
                      "cut_source": source,
                      "rule": "end-of-turn log-prob after an answer that stops on a word in prose, and "
-                             "mean NLL without the prompt minus with it (chat template framing)"}
+                             "mean NLL without the prompt minus with it (chat template framing)",
+                     # the audit's histograms: each signal over the records it judges
+                     "_gain": [g for i in ok if math.isfinite(g := signals[i][1])],
+                     "_end_of_turn": [e for i in ok if math.isfinite(e := signals[i][0])
+                                      and ends_open(texts[i] or "")]}
         out: list[Verdict] = []
         for i in range(len(records)):
             if i not in signals:

@@ -22,8 +22,9 @@ from filters.base import Failed, Keep, QCResult
 
 # Per filter kind: the info key holding its cut, and the side of the cut that is dropped.
 CUTS = {"perplexity": ("cut", "above"), "repetition": ("cut", "above"), "reward": ("cut", "below"),
-        "dedup": ("threshold", "above"),
+        "dedup": ("threshold", "above"), "fit": ("gain_cut", "below"),
         "pairs": ("margin", "below")}
+CUT_BY_REASON = {"fit_end_of_turn": "end_of_turn_cut"}  # a filter with two cuts: the one this drop crossed
 NOT_ON_THE_CUT = {"identical_pair", "near_identical_pair"}
 
 
@@ -82,6 +83,8 @@ def qc_figures(entered: list[Record], result: QCResult) -> dict[int, list[Figure
             reason = "" if kind == "keep" else v.reason
             # a pair dropped as (near-)identical is scored by similarity, not margin: no cut for it
             row_cut = None if reason in NOT_ON_THE_CUT else cut
+            if reason in CUT_BY_REASON:
+                row_cut = info.get(CUT_BY_REASON[reason])
             out[id(record)].append(Figure(f"qc.{label}", score, row_cut, side if row_cut is not None else "",
                                           kind, reason))
             if kind == "keep" or result.report_only:

@@ -22,7 +22,9 @@ def audit_inputs(tmp_path: Path) -> tuple[Path, Path]:
     prompts = [json.loads(line)["prompt"] for line in SEEDS.read_text().splitlines()]
     rows = [{"prompt": p, "chosen": f"A careful answer to: {p.lower()} It explains the idea step by step.",
              "rejected": "I do not know."} for p in prompts]
-    rows += [dict(rows[0]), {"prompt": "Same?", "chosen": "Same words.", "rejected": "same words"}]
+    rows += [dict(rows[0]), {"prompt": "Same?", "chosen": "Same words.", "rejected": "same words"},
+             {"prompt": "Why is the sky blue?", "chosen": "Air scatters blue light more than the",
+              "rejected": "I do not know."}]  # the one chosen answer that stops on a word
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     chain = tmp_path / "chain.yaml"
@@ -30,6 +32,7 @@ def audit_inputs(tmp_path: Path) -> tuple[Path, Path]:
   - {{filter: pairs}}
   - {{filter: repetition, column: chosen}}
   - {{filter: perplexity, column: chosen, prompt_column: prompt, model: {model}}}
+  - {{filter: fit, column: chosen, prompt_column: prompt, model: {model}}}
   - {{filter: dedup, column: chosen, prompt_column: prompt}}
   - filter: reward
     column: chosen
@@ -62,7 +65,7 @@ def report(tmp_path_factory) -> Path:
 def test_report_has_every_section_and_no_external_resources(report):
     text = report.read_text()
     for heading in ("Counts and reasons", "Lengths", "perplexity: histogram", "reward: histogram",
-                    "repetition: histogram",
+                    "repetition: histogram", "fit: conditioning gain", "fit: end of turn",
                     "drift: seeds vs synthetic", "pairs: pair QC", "Largest duplicate groups",
                     "Sample for manual review"):
         assert heading in text, heading
@@ -86,8 +89,10 @@ def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_
         inputs = {p["title"]: [t["input"] for t in p["traces"]] for p in plots}
         rows = len(report.with_name("pairs.jsonl").read_text().splitlines())
         assert inputs["Lengths"] == [rows, rows, rows]  # prompt, chosen, rejected
-        for section in ("perplexity: histogram", "reward: histogram", "repetition: histogram"):
+        for section in ("perplexity: histogram", "reward: histogram", "repetition: histogram",
+                        "fit: conditioning gain"):
             assert inputs[section] == [rows], (section, inputs)  # every record is in its histogram
+        assert inputs["fit: end of turn"] == [1]  # judged only where the answer stops on a word
         assert len(inputs["drift: seeds vs synthetic (PCA of embeddings)"]) == 2
         driver.find_element("css selector", "#sample input[value=drop]").click()
         driver.find_element("id", "export").click()
