@@ -107,6 +107,10 @@ def test_shipped_recipe_builds_trains_and_scores_ifeval_end_to_end(folder):
     assert first["splits"]["sft"] >= 1 and first["splits"]["dpo"] >= 1  # the fixed replies pass some
     # every train prompt of both splits was checked against the eval prompts before training
     assert first["checked_disjoint"] == first["splits"]["sft"] + first["splits"]["dpo"]
+    # each prompt's answer was sampled and passed, was repaired, or went to the rejects unrepairable
+    answers, src = stats["steps"]["answers"], first["sources"]
+    assert sum(src.values()) == answers["in"] and src["sampled_pass"] + src["repaired"] == answers["ok"]
+    assert src["unrepairable"] == answers["rejected"].get("unrepairable", 0)
     assert set(first["eval"]) == {"sft", "sft_dpo"}
     for name in ("base", "round_1_sft", "round_1_sft_dpo"):
         ev = json.loads((out / "eval" / f"{name}.json").read_text())
@@ -122,6 +126,7 @@ def test_shipped_recipe_builds_trains_and_scores_ifeval_end_to_end(folder):
     report = (out / "report.md").read_text()
     assert "6 IFEval prompts (8 instructions)" in report and "| round 1 sft+dpo |" in report
     assert "### round 1 sft vs base (same prompts)" in report
+    assert f"| {src['sampled_pass']} / {src['repaired']} / {src['unrepairable']} |" in report
     assert report.count("| `punctuation:no_comma` | 3 |") == 1
     page = (out / "report.html").read_text()
     assert "per instruction type" in page and page.count("plotly") > 10

@@ -133,7 +133,8 @@ def run_teach(plan: Plan, options: BuildOptions, first_build: Any, log: Log) -> 
         dataset = build.output
         entry: dict[str, Any] = {"round": round_no, "dataset": str(dataset),
                                  "rates": {k: s.get("rates", {}) for k, s in build.stats["steps"].items()},
-                                 "splits": {k: v["rows"] for k, v in build.stats["splits"].items()}}
+                                 "splits": {k: v["rows"] for k, v in build.stats["splits"].items()},
+                                 "sources": answer_sources(build.stats)}
         log(f"round {round_no}: data {entry['splits']}; {entry['rates']}")
         if held_out is not None:  # never train on an eval prompt, whatever QC the recipe runs
             splits = {train.sft_split, train.dpo_split}
@@ -171,6 +172,19 @@ def run_teach(plan: Plan, options: BuildOptions, first_build: Any, log: Log) -> 
 
     summary["report"] = str(write_report(summary, plan.output))
     return summary
+
+
+def answer_sources(stats: dict[str, Any]) -> dict[str, int]:
+    """Where the round's answers came from (rejection sampling with repair): sampled and passing,
+    repaired by program edits, or left unrepairable; empty for a recipe without repair."""
+    keys = ("sampled_pass", "repaired", "unrepairable")
+    out: dict[str, int] = {}
+    for step in stats["steps"].values():
+        figures = step.get("figures", {})
+        if "repaired" in figures:
+            for key in keys:
+                out[key] = out.get(key, 0) + int(figures.get(key, 0))
+    return out
 
 
 def _quiet_libraries() -> None:

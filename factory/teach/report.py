@@ -63,13 +63,16 @@ def ifeval_tables(summary: dict[str, Any]) -> list[str]:
 
 def rounds_table(summary: dict[str, Any]) -> str:
     gain = "gain (prompt-level loose)" if _ifeval(summary) else "gain (not copyable)"
-    lines = [f"| round | dataset rows | sampling rates | best stage | {gain} |",
-             "|---|---|---|---|---|"]
+    lines = [f"| round | dataset rows | sampling rates | answers: sampled pass / repaired / unrepairable "
+             f"| best stage | {gain} |", "|---|---|---|---|---|---|"]
     for e in summary["rounds"]:
         rates = "; ".join(f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in r.items())
                           for k, r in e["rates"].items() if r)
         rows = ", ".join(f"{k} {v}" for k, v in e["splits"].items())
-        lines.append(f"| {e['round']} | {rows} | {rates} | {e.get('best_stage', '-')} | "
+        src = e.get("sources") or {}
+        sources = " / ".join(str(src.get(k, 0)) for k in ("sampled_pass", "repaired", "unrepairable")) \
+            if src else "no repair"
+        lines.append(f"| {e['round']} | {rows} | {rates} | {sources} | {e.get('best_stage', '-')} | "
                      f"{e.get('gain', 0):+.3f} |")
     return "\n".join(lines)
 
