@@ -110,6 +110,9 @@ class FitFilter(Filter):
                      "_gain": [g for i in ok if math.isfinite(g := signals[i][1])],
                      "_end_of_turn": [e for i in ok if math.isfinite(e := signals[i][0])
                                       and ends_open(texts[i] or "")]}
+        if ok and not any(math.isfinite(signals[i][0]) for i in ok):
+            self.info["message"] = ("end of turn not judged: no answer got a figure (the model has no chat "
+                                    f"template, or every answer is longer than max_tokens {b.max_tokens})")
         out: list[Verdict] = []
         for i in range(len(records)):
             if i not in signals:

@@ -152,3 +152,14 @@ def test_perplexity_and_fit_on_one_model_share_a_scorer():
                          FitBlock(filter="fit", max_tokens=64)])
     ppl, fit, other = chain.filters
     assert fit.scorer is ppl.scorer and other.scorer is not ppl.scorer
+
+
+def test_fit_says_when_it_could_not_judge_end_of_turn(tiny):
+    """Every answer past max_tokens has no end-of-turn figure: fit judges gain alone and says so."""
+    records = [Record("a", {"prompt": "q", "response": "Water boils at one hundred degrees at sea level and"}, "t")]
+    short = FitFilter(FitBlock(filter="fit", model=tiny, max_tokens=8, min_gain=-100))
+    Chain([short]).run(records)
+    assert "end of turn not judged" in short.info["message"]
+    full = FitFilter(FitBlock(filter="fit", model=tiny, min_gain=-100))
+    Chain([full]).run(records)
+    assert "message" not in full.info
