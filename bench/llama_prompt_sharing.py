@@ -1,7 +1,7 @@
 """Best-of-n on the embedded model: calls/s with the n samples of a prompt sharing its KV cells vs
 each sample computing its own prompt (``share_prompts: false``), same requests, same run.
 
-    python bench/llama_prompt_sharing.py [--problems 12] [--n 8]
+    python bench/llama_prompt_sharing.py [--problems 12] [--n 8] [--threads N]
 
 The requests are teach_sort's: a sorting question after three few-shot turns, sampled n times at
 temperature 0.8 / top-k 40 / top-p 0.95, 16 tokens at most. The texts must come out identical.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,8 +41,8 @@ def requests(problems: int, n: int) -> list[Request]:
             for p in train for i in range(n)]
 
 
-async def measure(batch: list[Request], share: bool) -> tuple[float, list[str]]:
-    backend = LlamaCppBackend(BackendSettings("embedded", 8, {"share_prompts": share}))
+async def measure(batch: list[Request], share: bool, threads: int) -> tuple[float, list[str]]:
+    backend = LlamaCppBackend(BackendSettings("embedded", 8, {"share_prompts": share, "n_threads": threads}))
     try:
         await backend.generate([Request.chat([{"role": "user", "content": "hi"}], batch[0].params)])
         start = time.perf_counter()
@@ -55,10 +56,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--problems", type=int, default=12)
     ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = ap.parse_args()
     batch = requests(args.problems, args.n)
-    own_s, own = asyncio.run(measure(batch, False))
-    shared_s, shared = asyncio.run(measure(batch, True))
+    own_s, own = asyncio.run(measure(batch, False, args.threads))
+    shared_s, shared = asyncio.run(measure(batch, True, args.threads))
     results = {"calls": len(batch), "own_prompt_calls_per_s": round(len(batch) / own_s, 2),
                "shared_prompt_calls_per_s": round(len(batch) / shared_s, 2),
                "speedup": round(own_s / shared_s, 2), "identical_texts": own == shared}

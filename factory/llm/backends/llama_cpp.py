@@ -3,13 +3,14 @@
 One worker thread owns the llama context and runs the decode loop; ``generate`` only enqueues
 requests and awaits futures that the thread resolves. Each request gets its own KV sequence (a
 "slot") and its own sampler chain seeded from the request, and a new request takes a slot as soon as
-one frees, so the batch stays full. Samples of one prompt share its KV cells (computed once;
-``share_prompts: false`` turns that off). Options (the recipe's ``backend.options``): ``n_threads``
-(default: the CPUs this process may use), ``n_ctx_per_seq`` (default 2048), ``n_batch`` (default
-512), ``flash_attn`` (default false: faster, but a text then depends on what shares its batch),
-``adapters`` (PEFT LoRA folders applied in order on top of the GGUF: ``gguf_files``), ``dtype``
-(float32 / float16: serve a dequantized copy of a quantized GGUF, the weights adapters are trained
-on). ``concurrency`` is the number of parallel sequences.
+one frees, so the batch stays full. Samples of one prompt share its KV cells, and prompts that open
+with the same earlier turns (few-shot examples) share those turns' cells: computed once, copied
+after (``llama_cpp_sharing``; ``share_prompts: false`` turns that off). Options (the recipe's
+``backend.options``): ``n_threads`` (default: the CPUs this process may use), ``n_ctx_per_seq``
+(default 2048), ``n_batch`` (default 512), ``flash_attn`` (default false: faster, but a text then
+depends on what shares its batch), ``adapters`` (PEFT LoRA folders applied in order on top of the
+GGUF: ``gguf_files``), ``dtype`` (float32 / float16: serve a dequantized copy of a quantized GGUF,
+the weights adapters are trained on). ``concurrency`` is the number of parallel sequences.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from factory.llm.backends.base import Backend, BackendSettings, pop_flag
 from factory.llm.backends.chat_prefix import cut_at_user_turn
 from factory.llm.backends.gguf_files import adapter_files, attach_adapters, dequantized, pop_adapter_options
 from factory.llm.backends.llama_cpp_sampling import Samplers, position_logprobs
+from factory.llm.backends.llama_cpp_sharing import PromptSharing, prefix_cut
 from factory.llm.backends.llama_cpp_template import chat_formatter, vocab_formatter
 from factory.llm.request import Completion, Request, top_alternatives
 
@@ -53,6 +55,7 @@ class _Seq:
     slot: int
     prompt: list[int]
     sampler: Any
+    cut: int = 0  # where the prompt's earlier turns end (a fixed decode boundary); 0: none
     n_past: int = 0  # tokens of this sequence already in the KV cache
     next_token: int | None = None  # sampled, not yet decoded
     row: int = -1  # batch row holding this sequence's logits after the current decode
@@ -102,7 +105,7 @@ class LlamaCppBackend(Backend):
         self.n_threads, self.n_ctx_per_seq = n_threads, n_ctx_per_seq
         self._model = None  # loaded on first use: a fully cached rebuild never loads the model
         self._formatter = None  # the chat template (read with the vocabulary alone if need be)
-        self.shared_prompt_tokens = 0  # prompt tokens copied from a sibling sample, not computed
+        self._sharing: PromptSharing | None = None
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,9 +125,9 @@ class LlamaCppBackend(Backend):
         self._n_vocab = L.llama_vocab_n_tokens(self._vocab)
 
         cp = L.llama_context_default_params()
-        cp.n_ctx = n_ctx_per_seq * self.n_seq
+        cp.n_ctx = n_ctx_per_seq * (self.n_seq + 1)  # one more stream holds a shared prefix
         cp.n_batch = cp.n_ubatch = self.n_batch  # one ubatch per step where llama.cpp allows it
-        cp.n_seq_max = self.n_seq
+        cp.n_seq_max = self.n_seq + 1
         cp.n_threads = cp.n_threads_batch = n_threads
         # Batch invariance (measured): with one KV stream per sequence, flash attention off, and
         # prompts decoded apart from generated tokens (see _step), a request gives the same text
@@ -143,6 +146,7 @@ class LlamaCppBackend(Backend):
             attach_adapters(self._model, self._ctx, adapter_files(self.adapters, self.path))
         self._n_ctx_seq = L.llama_n_ctx_seq(self._ctx)  # llama.cpp rounds the per-sequence size up
         self._mem = L.llama_get_memory(self._ctx)
+        self._sharing = PromptSharing(self._mem, holder=self.n_seq)
         self._batch = L.llama_batch_init(self.n_batch, 0, 1)
 
         self._formatter = chat_formatter(self._model)
@@ -152,6 +156,11 @@ class LlamaCppBackend(Backend):
     @property
     def model_id(self) -> str:
         return self._model_id
+
+    @property
+    def shared_prompt_tokens(self) -> int:
+        """Prompt tokens copied from another sequence or the held prefix, not computed."""
+        return self._sharing.shared_tokens if self._sharing else 0
 
     @property
     def n_ctx_seq(self) -> int:
@@ -225,6 +234,7 @@ class LlamaCppBackend(Backend):
                     for seq in filter(None, slots):
                         self._finish(slots, seq, "error", error=f"llama_cpp decode failed: {exc!r}")
                     L.llama_memory_clear(self._mem, True)
+                    self._sharing.reset()
         finally:
             for seq in filter(None, slots):
                 self._finish(slots, seq, "error", error="llama_cpp backend closed")
@@ -257,8 +267,10 @@ class LlamaCppBackend(Backend):
     def _start(self, job: _Job, slot: int) -> _Seq | None:
         try:
             request = job.request  # a raw prompt is sent as is: no template
-            prompt = self._tokenize(request.raw if request.raw is not None else
-                                    self._format(request.message_dicts()))
+            messages = request.message_dicts()
+            prompt = self._tokenize(request.raw if request.raw is not None else self._format(messages))
+            cut = 0 if request.raw is not None else prefix_cut(
+                messages, prompt, lambda m: self._tokenize(self._format(m)))
         except Exception as exc:
             self._resolve(job, Completion("", "error", error=f"prompt formatting failed: {exc!r}"))
             return None
@@ -272,7 +284,7 @@ class LlamaCppBackend(Backend):
         except Exception as exc:
             self._resolve(job, Completion("", "error", len(prompt), 0, error=f"sampler: {exc}"))
             return None
-        return _Seq(job, slot, prompt, sampler)
+        return _Seq(job, slot, prompt, sampler, cut)
 
     def _step(self, slots: list[_Seq | None]) -> None:
         """Share or decode one prompt, then decode one token for every sequence past its prompt.
@@ -280,23 +292,27 @@ class LlamaCppBackend(Backend):
         Never mix a prompt chunk and generated tokens in one llama_decode: llama.cpp picks its
         matmul kernels by ubatch size, so a token decoded beside a 400-token prompt chunk gets
         other float rounding than the same token decoded alone (measured: greedy texts diverged).
-        A prompt, all but its last token, is cut at the same places (multiples of n_batch) and
-        decoded alone; its last token goes with the generation step. So a sequence whose prompt
-        another slot already holds (the n samples of one prompt) copies those KV cells instead
-        of computing them, and gets exactly the cells it would have computed.
+        A prompt, all but its last token, is cut at the same places (where its earlier turns
+        end, and multiples of n_batch) and decoded alone; its last token goes with the generation
+        step. So a sequence whose prompt, or prefix, another stream already holds (the n samples
+        of one prompt; few-shot turns) copies those KV cells instead of computing them, and gets
+        exactly the cells it would have computed.
         """
         for seq in [s for s in slots if s is not None]:
             if seq.job.future.done():  # the caller cancelled: free the slot
                 self._finish(slots, seq, "error", resolve=False)
         active = [s for s in slots if s is not None]
-        for seq in active:
-            if self.share_prompts and seq.n_past == 0 and len(seq.prompt) > 1:
-                self._share_prompt(seq, active)
+        if self.share_prompts:
+            for seq in active:
+                self._sharing.share(seq, active)
         pending = [s for s in active if s.n_past < len(s.prompt) - 1]
         if pending:
             seq = pending[0]
-            take = min(len(seq.prompt) - 1 - seq.n_past, self.n_batch)
+            end = seq.cut if seq.n_past < seq.cut else len(seq.prompt) - 1
+            take = min(end - seq.n_past, self.n_batch)
             self._decode([(seq, seq.prompt[seq.n_past:seq.n_past + take], False)], slots)
+            if self.share_prompts:
+                self._sharing.keep_prefix(seq)
         work = []
         for s in active:
             if slots[s.slot] is not s:
@@ -307,22 +323,6 @@ class LlamaCppBackend(Backend):
                 work.append((s, [s.prompt[-1]], True))
         if work:
             self._decode(work, slots)
-
-    def _share_prompt(self, seq: _Seq, active: list[_Seq]) -> None:
-        """Copy the prompt's KV cells from a slot with the same prompt already decoded that far.
-
-        Streams are separate (kv_unified off), so llama.cpp copies a whole stream; the donor's
-        cells past the prompt (its generated tokens) are then removed from the copy."""
-        shared = len(seq.prompt) - 1
-        donor = next((d for d in active if d is not seq and d.prompt == seq.prompt and d.n_past >= shared),
-                     None)
-        if donor is None:
-            return
-        L.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
-        L.llama_memory_seq_cp(self._mem, donor.slot, seq.slot, -1, -1)
-        L.llama_memory_seq_rm(self._mem, seq.slot, shared, -1)
-        seq.n_past = shared
-        self.shared_prompt_tokens += shared
 
     def _decode(self, work: list[tuple[_Seq, list[int], bool]], slots: list[_Seq | None]) -> None:
         """One llama_decode over (sequence, tokens, wants logits) items, then sample where asked."""
