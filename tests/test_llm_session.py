@@ -85,3 +85,21 @@ def test_eval_answers_are_cached_by_weights_and_adapters(tmp_path):
     elsewhere = evaluate(other)
     assert elsewhere["model"] == first["model"] == "hf:tiny"
     assert (elsewhere["calls"]["made"], elsewhere["calls"]["cached"]) == (4, 0)
+
+
+def test_a_changed_fake_script_is_not_answered_from_the_old_cache(tmp_path):
+    """The fake backend's replies follow its rules: the cache keys them, so editing a rule (a test
+    script, a dry run) gets the new reply instead of the cached old one."""
+    old = BackendBlock(name="fake", options={"rules": [{"match": "colour", "reply": "red"}]})
+    new = BackendBlock(name="fake", options={"rules": [{"match": "colour", "reply": "blue"}]})
+
+    async def ask(block: BackendBlock) -> tuple[str, dict]:
+        async with LLMSession.open(tmp_path / "c.sqlite") as llm:
+            reply = await llm.dispatcher_for(block, "default").complete(ASK)
+            return reply.text, llm.calls()["default"]
+
+    assert asyncio.run(ask(old))[0] == "red"
+    text, calls = asyncio.run(ask(new))
+    assert (text, calls["made"], calls["cached"]) == ("blue", 1, 0)
+    text, calls = asyncio.run(ask(old))
+    assert (text, calls["made"], calls["cached"]) == ("red", 0, 1)  # the same script: cached

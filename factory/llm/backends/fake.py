@@ -23,6 +23,8 @@ Raw prompts (``Request.text``) are matched like chat text; the pre-query prefix 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 from typing import Any
 
@@ -54,6 +56,13 @@ class FakeBackend(Backend):
     @property
     def model_id(self) -> str:
         return self.settings.model or "fake-1"
+
+    @property
+    def cache_id(self) -> str:
+        """The replies are a function of the rules and the default too: a changed script must not
+        be answered from the cache of the old one."""
+        script = json.dumps([[r for _, r in self.rules], self.default], sort_keys=True, default=str)
+        return f"{self.model_id}+script:{hashlib.sha256(script.encode()).hexdigest()[:12]}"
 
     def pre_query_prefix(self, system: str | None) -> str:
         return cut_at_user_turn(lambda messages: render_jinja(CHATML, messages), system)
