@@ -1,5 +1,6 @@
-"""Best-of-n on the embedded model: calls/s with the n samples of a prompt sharing its KV cells vs
-each sample computing its own prompt (``share_prompts: false``), same requests, same run.
+"""Best-of-n on the embedded model: calls/s with prompts sharing KV cells (the n samples of a
+prompt share all of it; prompts after the same few-shot turns share those turns) vs each sample
+computing its own prompt (``share_prompts: false``), same requests, same run.
 
     python bench/llama_prompt_sharing.py [--problems 12] [--n 8] [--threads N]
 
