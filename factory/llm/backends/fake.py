@@ -52,6 +52,10 @@ class FakeBackend(Backend):
         if opts:
             raise ValueError(f"unknown fake backend option(s): {', '.join(sorted(opts))}")
         self.calls = 0  # requests actually served (tests assert on it)
+        # The replies are a function of the rules and the default too: the cache keys them, so a
+        # changed script is not answered from the old one's cache (hashed once, not per request).
+        script = json.dumps([[r for _, r in self.rules], self.default], sort_keys=True, default=str)
+        self._script_hash = hashlib.sha256(script.encode()).hexdigest()[:12]
 
     @property
     def model_id(self) -> str:
@@ -59,10 +63,7 @@ class FakeBackend(Backend):
 
     @property
     def cache_id(self) -> str:
-        """The replies are a function of the rules and the default too: a changed script must not
-        be answered from the cache of the old one."""
-        script = json.dumps([[r for _, r in self.rules], self.default], sort_keys=True, default=str)
-        return f"{self.model_id}+script:{hashlib.sha256(script.encode()).hexdigest()[:12]}"
+        return f"{self.model_id}+script:{self._script_hash}"
 
     def pre_query_prefix(self, system: str | None) -> str:
         return cut_at_user_turn(lambda messages: render_jinja(CHATML, messages), system)

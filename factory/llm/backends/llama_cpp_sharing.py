@@ -47,13 +47,12 @@ class PromptSharing:
 
     def __init__(self, memory: Any, holder: int) -> None:
         self.memory, self.holder = memory, holder
-        self.held: list[int] | None = None  # the prefix the holder stream holds, cut included
-        self.held_cut = 0
+        self.held: list[int] | None = None  # the prefix the holder stream holds (its length: the cut)
         self.shared_tokens = 0  # prompt tokens copied, not computed
 
     def reset(self) -> None:
         """The cache was cleared (after a decode error): the holder holds nothing."""
-        self.held, self.held_cut = None, 0
+        self.held = None
 
     def share(self, seq: SharedSeq, active: Sequence[SharedSeq]) -> None:
         """Copy what another sequence has of ``seq``'s prompt: all but its last token from a
@@ -68,7 +67,7 @@ class PromptSharing:
         if not seq.cut or seq.n_past >= seq.cut:
             return
         prefix = seq.prompt[:seq.cut]
-        if self.held_cut == seq.cut and self.held == prefix:
+        if self.held == prefix:
             return self._copy(self.holder, seq, seq.cut)
         donor = next((d for d in active if d is not seq and d.cut == seq.cut and d.n_past >= seq.cut
                       and d.prompt[:seq.cut] == prefix), None)
@@ -80,10 +79,10 @@ class PromptSharing:
         if not seq.cut or seq.n_past != seq.cut:
             return
         prefix = seq.prompt[:seq.cut]
-        if self.held_cut == seq.cut and self.held == prefix:
+        if self.held == prefix:
             return
         self._copy_stream(seq.slot, self.holder, seq.cut)
-        self.held, self.held_cut = prefix, seq.cut
+        self.held = prefix
 
     def _copy(self, source: int, seq: SharedSeq, upto: int) -> None:
         self._copy_stream(source, seq.slot, upto)
