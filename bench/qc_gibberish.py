@@ -11,7 +11,7 @@ or cannot score it (failed); a near-duplicate counts when its copy goes.
 
 Every model score is computed once (one scorer, shared by the perplexity and fit filters, and one
 embedder for every run), so the three prevalences cost one pass of the model per framing: the
-answer under its prompt (token NLLs and the end-of-turn log-prob, one forward pass) and under an
+answer under its prompt (token NLLs and the ending log-prob, one forward pass) and under an
 empty user turn (the fit filter's conditioning gain). Beside the default chain, the same
 perplexity scores cut at p95 of the data itself show why a percentile of the data is not a filter:
 it removes the same share of rows whatever the data holds.
@@ -118,19 +118,26 @@ def datasets(n_real: int, corrupted: list, prevalence: float, seed: int = 0,
     return out
 
 
+SCORES_FORMAT = 2  # 2: the fifth figure is the ending log-prob (turn or line); 1 held end of turn only
+
+
 def load_scores(scorer: PerplexityScorer, path: Path) -> None:
-    """A scores file's token NLLs (and end-of-turn log-probs, when it has them) into the memo."""
-    for entry in json.loads(path.read_text()):
+    """A scores file's token NLLs (and ending log-probs, when it has them) into the memo."""
+    saved = json.loads(path.read_text())
+    if not isinstance(saved, dict) or saved.get("format") != SCORES_FORMAT:
+        sys.exit(f"{path}: scores of an older format (not {SCORES_FORMAT}); delete it to score again")
+    for entry in saved["scores"]:
         key = (entry[0], entry[1], entry[2])
         scorer._memo[key] = entry[3]
-        if len(entry) > 4 and entry[4] is not None:
-            scorer._eot[key] = float(entry[4])  # "nan" for a text cut at max_tokens
+        if entry[4] is not None:
+            scorer._ending[key] = float(entry[4])  # "nan" for a text cut at max_tokens
 
 
 def save_scores(scorer: PerplexityScorer, path: Path) -> None:
-    eot = {k: (str(v) if v != v else v) for k, v in scorer._eot.items()}  # NaN is not JSON
-    path.write_text(json.dumps([[c, t, chat, nlls, eot.get((c, t, chat))]
-                                for (c, t, chat), nlls in scorer._memo.items()]))
+    ending = {k: (str(v) if v != v else v) for k, v in scorer._ending.items()}  # NaN is not JSON
+    path.write_text(json.dumps({"format": SCORES_FORMAT,
+                                "scores": [[c, t, chat, nlls, ending.get((c, t, chat))]
+                                           for (c, t, chat), nlls in scorer._memo.items()]}))
 
 
 def main() -> None:
@@ -155,10 +162,11 @@ def main() -> None:
         if isinstance(f, (PerplexityFilter, FitFilter)):
             scorer = scorer or f.scorer
             f.scorer = scorer
-        if hasattr(f, "embedder"):
+        if hasattr(f, "embedder"):  # dedup's and fit's (MiniLM both, by default)
             from filters.embed import Embedder
 
-            embedder = embedder or Embedder(f.block.model)
+            spec = f.block.embedding_model if isinstance(f, FitFilter) else f.block.model
+            embedder = embedder if embedder and embedder.spec == spec else Embedder(spec)
             f.embedder = embedder
     if args.scores and args.scores.exists() and isinstance(scorer, PerplexityScorer):
         load_scores(scorer, args.scores)
@@ -190,6 +198,8 @@ def main() -> None:
     for p in PREVALENCES:
         removed[p], contrast_removed[p], real_by_filter[p] = Counter(), Counter(), Counter()
         lost = seen = c_lost = 0
+        missed: list[str] = []  # corrupted rows kept: "kind/source row", to read what got through
+        lost_reasons: Counter = Counter()
         sets = datasets(len(rows), bad, p, args.seed)
         for real, chunk in sets:
             records = [Record(f"real{i}", {"prompt": rows[i][0], "response": rows[i][1]}, "bench")
@@ -201,9 +211,12 @@ def main() -> None:
             lost += sum(f"real{i}" in gone for i in real)
             real_by_filter[p].update(r.step.removeprefix("qc.") for r in result.rejects
                                      if r.record.id.startswith("real"))
+            lost_reasons.update(r.reason for r in result.rejects if r.record.id.startswith("real"))
             seen += len(real)
             for c in chunk:
                 removed[p][bad[c][0]] += f"bad{c}" in gone
+                if f"bad{c}" not in gone:
+                    missed.append(f"{bad[c][0]}/{bad[c][1]}")
             cuts = {label: {k: info.get(k) for k in ("cut", "cut_source", "rule") if k in info}
                     for label, info in result.info.items()}
             if contrast is not None:
@@ -212,11 +225,16 @@ def main() -> None:
                 for c in chunk:
                     contrast_removed[p][bad[c][0]] += f"bad{c}" in c_gone
         real_lost[p], contrast_lost[p] = (lost, seen), (c_lost, seen)
+        if args.scores and isinstance(scorer, PerplexityScorer) and len(scorer._memo) > known:
+            save_scores(scorer, args.scores)  # after each prevalence: a later failure keeps the pass
+            known = len(scorer._memo)
         results["prevalences"][f"{p:.2f}"] = {
             "datasets": len(sets),
             "rows_per_dataset": round(sum(len(r) + len(c) for r, c in sets) / len(sets)),
             "removed": {k: removed[p][k] / args.per_kind for k in KINDS}, "real_lost": lost / seen,
             "real_lost_by_filter": {k: v / seen for k, v in sorted(real_by_filter[p].items())},
+            "real_lost_by_reason": {k: v / seen for k, v in sorted(lost_reasons.items())},
+            "missed": sorted(missed),
             "p95_of_data": {"removed": {k: contrast_removed[p][k] / args.per_kind for k in KINDS},
                             "real_lost": c_lost / seen}}
     for kind in KINDS:
@@ -238,8 +256,6 @@ def main() -> None:
                                  for p in PREVALENCES)
                      + "\ncuts: " + "; ".join(f"{k} {v.get('cut')} ({v.get('cut_source', v.get('rule'))})"
                                               for k, v in cuts.items()))
-    if args.scores and isinstance(scorer, PerplexityScorer) and len(scorer._memo) > known:
-        save_scores(scorer, args.scores)
     report(table, results, "qc_gibberish-")
 
 

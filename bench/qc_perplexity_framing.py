@@ -70,7 +70,7 @@ def token_nlls(model, contexts: list[list[int]], bodies: list[list[int]],
             attn[row, :n] = 1
             scored[row, len(contexts[i]):n] = True
         with torch.inference_mode():
-            lp = _scored_logprobs(model, ids, attn, scored[:, 1:])
+            lp, _ = _scored_logprobs(model, ids, attn, scored[:, 1:])
         at = 0
         for row, i in enumerate(batch):
             out[i] = [-v for v in lp[at:at + len(bodies[i])].tolist()]

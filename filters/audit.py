@@ -121,7 +121,10 @@ def _figures(dataset: LoadedDataset, result: QCResult) -> list[tuple[str, Any, s
             out.append((f"{label}: histogram", score_histogram(kind, scores, info), _score_note(kind, info)))
         elif kind == "fit":
             for signal, key, none in (("conditioning gain", "gain", "no record was scored"),
-                                      ("end of turn", "end_of_turn", "no answer stops on a word in prose")):
+                                      ("ending", "ending", "no answer stops on a word in prose"),
+                                      ("another prompt fits better", "other_prompt",
+                                       "no answer has another prompt nearer than its own"),
+                                      ("answer-prompt cosine", "cosine", "no answer was embedded")):
                 values = info.get(f"_{key}") or []
                 cut = {"cut": info.get(f"{key}_cut"), "cut_source": info.get("cut_source")}
                 figure = score_histogram(f"fit_{key}", values, cut) if values else None
@@ -175,8 +178,12 @@ def score_histogram(kind: str, scores: list[float], info: dict[str, Any]) -> Any
         fig.update_xaxes(title={"reward": "reward", "repetition": "worst rule figure ÷ its threshold "
                                 "(above 1 = dropped)",
                                 "fit_gain": "conditioning gain, nats per token (below the cut = dropped)",
-                                "fit_end_of_turn": "end-of-turn log-prob of answers that stop on a word "
-                                "(below the cut = dropped)"}.get(kind, kind))
+                                "fit_ending": "log-prob that the turn or line ends, answers that stop on "
+                                "a word (below the cut = dropped)",
+                                "fit_other_prompt": "nats per token the nearest other prompt adds over its "
+                                "own (above the cut = dropped)",
+                                "fit_cosine": "answer-prompt embedding cosine (below the cut and gain under "
+                                "unrelated_gain = dropped)"}.get(kind, kind))
     fig.update_yaxes(title="records")
     return fig
 

@@ -224,7 +224,8 @@ class DecontaminateBlock(Strict):
 
 
 class FitBlock(Strict):
-    """Does the answer fit its prompt: end-of-turn log-prob and conditioning gain (filters/fit.py)."""
+    """Does the answer fit its prompt: its ending, conditioning gain, and whether another prompt of
+    the data fits it better (filters/fit.py)."""
 
     filter: Literal["fit"]
     column: str = Field("response", description="the answer")
@@ -232,21 +233,38 @@ class FitBlock(Strict):
     model: str = Field("smollm2", description="as the perplexity filter's (one scorer serves both)")
     percentile: float = Field(1, gt=0, lt=100, description="a cut left null is this percentile of the "
                               "reference ...")
-    end_of_turn_margin: float = Field(0.0, ge=0, description="... minus this (log-prob)")
+    ending_margin: float = Field(0.0, ge=0, description="... minus this (log-prob)")
     gain_margin: float = Field(0.0, ge=0, description="... minus this (nats per token)")
     reference_file: str | None = Field(None, description="rows with prompt and response (default: the "
                                        "in-house reference answers)")
-    # Absolute by default: the in-house reference answers are plain prose that always ends cleanly
-    # (lowest end-of-turn -7.2), while real answers that end in a URL, a table row or a list item
-    # go down to -24; learned from the reference, the cut dropped 54 of 427 real answers. -16 was
-    # chosen on the QC benchmark (seed 0; README, Quality control).
-    min_end_of_turn: float | None = Field(-16.0, le=0, description="end-of-turn cut (log-prob); null: "
-                                          "learned from the reference")
+    # Absolute by default: the in-house reference answers are plain prose that always ends cleanly,
+    # while real answers that stop on a word (labels, list items, names) go far lower; learned from
+    # the reference, the old end-of-turn cut dropped 54 of 427 real answers. -6 was chosen on the QC
+    # benchmark (README, Quality control).
+    min_ending: float | None = Field(-6.0, le=0, description="cut on the log-prob that the turn or line "
+                                     "ends after an answer that stops on a word; null: learned from the "
+                                     "reference")
     min_gain: float | None = Field(0.0, description="conditioning-gain cut (nats per token; 0: the prompt "
                                    "must not make the answer less likely); null: learned from the reference")
+    other_prompt_margin: float | None = Field(0.1, ge=0, description="drop an answer that another prompt of "
+                                              "the data makes likelier than its own by this many nats per "
+                                              "token (null: no such check)")
+    other_prompt_candidates: int = Field(1, ge=1, description="prompts put to the model per answer: "
+                                         "the nearest ones by embedding, nearer than its own")
+    copy_similarity: float | None = Field(0.95, gt=0, le=1, description="a near-copy of the answer "
+                                          "(cosine >= this) under another prompt: that prompt is a "
+                                          "candidate too, and fitting better by any amount drops it "
+                                          "(null: copies are not looked for)")
+    unrelated_cosine: float | None = Field(0.1, description="with unrelated_gain: drop an answer whose "
+                                           "embedding's cosine to its prompt is below this (null: no such "
+                                           "check) ...")
+    unrelated_gain: float = Field(0.25, description="... and whose conditioning gain is below this")
+    min_words: int = Field(8, ge=1, description="answers shorter than this get no gain, other-prompt or "
+                           "unrelated check (a label fits many prompts; a mean over a few tokens is noise)")
+    embedding_model: str = Field("minilm", description="picks each answer's nearest other prompt")
     batch_size: int = Field(16, ge=1)
     max_tokens: int = Field(512, ge=8, description="tokens scored per text (a longer answer has no "
-                            "end-of-turn figure)")
+                            "ending figure)")
 
 
 class MarkupBlock(Strict):

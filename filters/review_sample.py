@@ -24,7 +24,8 @@ from filters.base import Failed, Keep, QCResult
 CUTS = {"perplexity": ("cut", "above"), "repetition": ("cut", "above"), "reward": ("cut", "below"),
         "dedup": ("threshold", "above"), "fit": ("gain_cut", "below"),
         "pairs": ("margin", "below")}
-CUT_BY_REASON = {"fit_end_of_turn": "end_of_turn_cut"}  # a filter with two cuts: the one this drop crossed
+# a filter with several cuts: the one this drop crossed, and its dropped side
+CUT_BY_REASON = {"fit_ending": ("ending_cut", "below"), "fit_other_prompt": ("other_prompt_cut", "above")}
 NOT_ON_THE_CUT = {"identical_pair", "near_identical_pair"}
 
 
@@ -83,10 +84,12 @@ def qc_figures(entered: list[Record], result: QCResult) -> dict[int, list[Figure
             reason = "" if kind == "keep" else v.reason
             # a pair dropped as (near-)identical is scored by similarity, not margin: no cut for it
             row_cut = None if reason in NOT_ON_THE_CUT else cut
+            row_side = side
             if reason in CUT_BY_REASON:
-                row_cut = info.get(CUT_BY_REASON[reason])
-            out[id(record)].append(Figure(f"qc.{label}", score, row_cut, side if row_cut is not None else "",
-                                          kind, reason))
+                reason_key, row_side = CUT_BY_REASON[reason]
+                row_cut = info.get(reason_key)
+            out[id(record)].append(Figure(f"qc.{label}", score, row_cut,
+                                          row_side if row_cut is not None else "", kind, reason))
             if kind == "keep" or result.report_only:
                 survivors.append(record)
         alive = survivors

@@ -24,7 +24,9 @@ def audit_inputs(tmp_path: Path) -> tuple[Path, Path]:
              "rejected": "I do not know."} for p in prompts]
     rows += [dict(rows[0]), {"prompt": "Same?", "chosen": "Same words.", "rejected": "same words"},
              {"prompt": "Why is the sky blue?", "chosen": "Air scatters blue light more than the",
-              "rejected": "I do not know."}]  # the one chosen answer that stops on a word
+              "rejected": "I do not know."},  # the one chosen answer that stops on a word
+             {"prompt": "Name a fruit that is yellow.", "chosen": rows[1]["chosen"],
+              "rejected": "I do not know."}]  # misjoined: a copy of another row's answer
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     chain = tmp_path / "chain.yaml"
@@ -65,7 +67,8 @@ def report(tmp_path_factory) -> Path:
 def test_report_has_every_section_and_no_external_resources(report):
     text = report.read_text()
     for heading in ("Counts and reasons", "Lengths", "perplexity: histogram", "reward: histogram",
-                    "repetition: histogram", "fit: conditioning gain", "fit: end of turn",
+                    "repetition: histogram", "fit: conditioning gain", "fit: ending",
+                    "fit: another prompt fits better", "fit: answer-prompt cosine",
                     "drift: seeds vs synthetic", "pairs: pair QC", "Largest duplicate groups",
                     "Sample for manual review"):
         assert heading in text, heading
@@ -89,10 +92,15 @@ def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_
         inputs = {p["title"]: [t["input"] for t in p["traces"]] for p in plots}
         rows = len(report.with_name("pairs.jsonl").read_text().splitlines())
         assert inputs["Lengths"] == [rows, rows, rows]  # prompt, chosen, rejected
-        for section in ("perplexity: histogram", "reward: histogram", "repetition: histogram",
-                        "fit: conditioning gain"):
+        for section in ("perplexity: histogram", "reward: histogram", "repetition: histogram"):
             assert inputs[section] == [rows], (section, inputs)  # every record is in its histogram
-        assert inputs["fit: end of turn"] == [1]  # judged only where the answer stops on a word
+        chosen = [json.loads(line)["chosen"] for line in report.with_name("pairs.jsonl").read_text().splitlines()]
+        long = sum(len(c.split()) >= 8 for c in chosen)
+        assert 0 < long < rows  # gain and cosine judge answers of 8+ words only
+        assert inputs["fit: conditioning gain"] == [long] and inputs["fit: answer-prompt cosine"] == [long]
+        assert inputs["fit: ending"] == [1]  # judged only where the answer stops on a word
+        # the misjoined answer and the row it copies: each has the other's prompt as a candidate
+        assert inputs["fit: another prompt fits better"] == [2]
         assert len(inputs["drift: seeds vs synthetic (PCA of embeddings)"]) == 2
         driver.find_element("css selector", "#sample input[value=drop]").click()
         driver.find_element("id", "export").click()

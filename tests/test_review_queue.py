@@ -105,15 +105,18 @@ def test_a_rebuild_never_loses_reviews_even_after_a_kill_mid_swap(tmp_path):
 
 
 def test_fit_figures_carry_the_cut_each_record_was_judged_by():
-    """fit has two cuts: a drop for its end of turn shows that cut, every other record the gain cut."""
+    """fit has three cuts: a drop for its ending or for another prompt shows that cut (and its side),
+    every other record the gain cut."""
     from factory.core.record import Record
     from filters.base import Drop, Keep, QCResult
     from filters.review_sample import qc_figures
 
-    records = [Record(f"r{i}", {"response": "text"}, "test") for i in range(3)]
-    verdicts = [Keep(0.8), Drop("fit_end_of_turn", -19.5), Drop("fit_conditioning_gain", -0.2)]
+    records = [Record(f"r{i}", {"response": "text"}, "test") for i in range(4)]
+    verdicts = [Keep(0.8), Drop("fit_ending", -9.5), Drop("fit_conditioning_gain", -0.2),
+                Drop("fit_other_prompt", 0.4)]
     result = QCResult(kept=[], rejects=[], stats={}, verdicts={"fit": verdicts}, report_only=True,
-                      info={"fit": {"end_of_turn_cut": -16.0, "gain_cut": 0.0}})
+                      info={"fit": {"ending_cut": -6.0, "gain_cut": 0.0, "other_prompt_cut": 0.1}})
     figures = [qc_figures(records, result)[id(r)][0] for r in records]
     assert [(f.score, f.cut, f.drops, f.verdict) for f in figures] == [
-        (0.8, 0.0, "below", "keep"), (-19.5, -16.0, "below", "drop"), (-0.2, 0.0, "below", "drop")]
+        (0.8, 0.0, "below", "keep"), (-9.5, -6.0, "below", "drop"), (-0.2, 0.0, "below", "drop"),
+        (0.4, 0.1, "above", "drop")]
