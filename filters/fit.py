@@ -84,7 +84,7 @@ class FitFilter(Filter):
         super().__init__()
         self.block = block
         self.scorer = scorer or PerplexityScorer(block.model, block.batch_size, block.max_tokens)
-        self.embedder = embedder  # MiniLM by default, loaded on first use (the other-prompt check)
+        self.embedder = embedder  # MiniLM by default, loaded on first use (other prompt, unrelated)
 
     def cuts(self) -> tuple[float, float, str]:
         """(ending cut, gain cut, where they come from)."""

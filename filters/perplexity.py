@@ -180,6 +180,9 @@ def end_of_turn_id(tok: Any) -> int:
     return ids[0]
 
 
+_ENDINGS: dict[int, list[int]] = {}  # per tokenizer (those of _LOADED live as long as the process)
+
+
 def ending_ids(tok: Any) -> list[int]:
     """The end-of-turn token and every token whose text holds a newline: what may follow the last
     word of a whole answer (SmolLM2: <|im_end|> and 129 newline tokens)."""
@@ -190,9 +193,6 @@ def ending_ids(tok: Any) -> list[int]:
                    "\n" in tok.convert_tokens_to_string([t])]
         _ENDINGS[key] = sorted({end_of_turn_id(tok), *newline})
     return _ENDINGS[key]
-
-
-_ENDINGS: dict[int, list[int]] = {}  # per tokenizer (those of _LOADED live as long as the process)
 
 
 def _scored_logprobs(model: Any, ids: Any, attn: Any, mask: Any,
