@@ -224,8 +224,8 @@ class DecontaminateBlock(Strict):
 
 
 class FitBlock(Strict):
-    """Does the answer fit its prompt: its ending, conditioning gain, and whether another prompt of
-    the data fits it better (filters/fit.py)."""
+    """Does the answer fit its prompt: its ending, conditioning gain, whether another prompt of the
+    data fits it better, and whether it is unrelated to its prompt (filters/fit.py)."""
 
     filter: Literal["fit"]
     column: str = Field("response", description="the answer")
@@ -248,7 +248,7 @@ class FitBlock(Strict):
                                    "must not make the answer less likely); null: learned from the reference")
     other_prompt_margin: float | None = Field(0.1, ge=0, description="drop an answer that another prompt of "
                                               "the data makes likelier than its own by this many nats per "
-                                              "token (null: no such check)")
+                                              "token (null: no such check, nor the copy rule)")
     other_prompt_candidates: int = Field(1, ge=1, description="prompts put to the model per answer: "
                                          "the nearest ones by embedding, nearer than its own")
     copy_similarity: float | None = Field(0.95, gt=0, le=1, description="a near-copy of the answer "
@@ -261,7 +261,8 @@ class FitBlock(Strict):
     unrelated_gain: float = Field(0.25, description="... and whose conditioning gain is below this")
     min_words: int = Field(8, ge=1, description="answers shorter than this get no gain, other-prompt or "
                            "unrelated check (a label fits many prompts; a mean over a few tokens is noise)")
-    embedding_model: str = Field("minilm", description="picks each answer's nearest other prompt")
+    embedding_model: str = Field("minilm", description="picks each answer's nearest other prompt and its "
+                                 "copies, and gives the answer-prompt cosine")
     batch_size: int = Field(16, ge=1)
     max_tokens: int = Field(512, ge=8, description="tokens scored per text (a longer answer has no "
                             "ending figure)")

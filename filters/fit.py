@@ -1,4 +1,5 @@
-"""Fit filter: does the answer fit its prompt? Three signals of the perplexity filter's model.
+"""Fit filter: does the answer fit its prompt? Four checks, with the perplexity filter's model and
+MiniLM embeddings.
 
 - **ending**: the log-probability that the model ends its turn or the line right after the answer
   (its chat template's end-of-turn token, SmolLM2's ``<|im_end|>``, or any newline token), the
@@ -214,8 +215,8 @@ class FitFilter(Filter):
                 out.append(Drop("fit_unrelated", round(cosine, 4),
                                 f"embedding cosine to its prompt {cosine:.3f} < {b.unrelated_cosine:g} and "
                                 f"conditioning gain {gain:.3f} < {b.unrelated_gain:g} nats/token"))
-            else:
-                out.append(Keep(round(gain, 4)))
+            else:  # a short answer's gain is not judged, so it is not its figure either
+                out.append(Keep(round(gain, 4) if i in is_long else None))
         return out
 
 

@@ -1,6 +1,7 @@
 """The fit filter's model signals, checked by hand from a real model's logits (the tiny Llama), its
 cuts (learned from the reference, the same whatever share of the data is garbage), and the
-other-prompt check (MiniLM picks the candidate, the model's figures decide)."""
+other-prompt, copy and unrelated checks (real MiniLM embeddings pick the candidates and give the
+cosines; figures by lookup stand in for the model's)."""
 
 from __future__ import annotations
 
@@ -247,8 +248,8 @@ def test_an_answer_another_prompt_fits_better_is_dropped_naming_that_record():
 
 
 def test_an_unrelated_answer_the_prompt_barely_helps_is_dropped_and_short_answers_get_no_gain_check():
-    """cosine (MiniLM) to its prompt under 0.1 and gain under 0.25: dropped; the same cosine with a
-    gain of 0.5 is kept. A one-word answer with a negative gain is not judged on gain."""
+    """cosine (MiniLM) to its prompt under 0.1 and gain under 0.25: dropped; as far from its prompt
+    (cosine 0.07) with a gain of 0.5: kept. A one-word answer with a negative gain is not judged on gain."""
     hamlet_q, capital_q = "Summarise the plot of Hamlet.", "Name one European capital."
     paris2 = "Paris has been the capital of France for centuries, and the Seine runs through it."
     # PairScorer: 3.0 with no prompt, so gain = 3.0 - the listed figure
