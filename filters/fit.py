@@ -49,6 +49,7 @@ from filters.perplexity import BUILTIN_REFERENCE, PerplexityScorer
 
 if TYPE_CHECKING:
     from filters.embed import Embedder
+    from filters.fit_other import Embedded
 
 # Where the model cannot tell an end from a cut: a URL, a table row, a path, code.
 NOT_PROSE = re.compile(r"://|\||/|=|<-")
@@ -116,32 +117,26 @@ class FitFilter(Filter):
             gain_source = f"gain {learned} {b.gain_margin:g} nats"
         return end_cut, gain_cut, f"{end_source}; {gain_source}: {where}"
 
-    def other_prompt_signals(self, texts: list[str], prompts: list[str]
-                             ) -> dict[int, tuple[int, float, bool]]:
+    def other_prompt_signals(self, texts: list[str], prompts: list[str], judged: list[int],
+                             embedded: Embedded) -> dict[int, tuple[int, float, bool]]:
         """Per judged text: the candidate prompt (its record) that comes nearest to dropping it,
         how much likelier it makes the text than its own prompt (nats per token), and whether that
         record holds a near-copy of the text (then any lift above 0 drops it)."""
         b = self.block
-        if b.other_prompt_margin is None or len(set(prompts)) < 2:
+        if b.other_prompt_margin is None or len(embedded.distinct) < 2:
             return {}
-        self.embedder = self.embedder or _embedder(b)
-        from filters.fit_other import copy_prompts, nearer_prompts
-
-        judged = [i for i, t in enumerate(texts) if len(t.split()) >= b.min_words]
-        mine = [texts[i] for i in judged]
-        nearer = nearer_prompts(self.embedder, mine, [prompts[i] for i in judged], prompts,
-                                b.other_prompt_candidates)
-        copies = ([[judged[c] for c in found] for found in
-                   copy_prompts(self.embedder, mine, [prompts[i] for i in judged], b.copy_similarity)]
+        own = [prompts[i] for i in judged]
+        nearer = embedded.nearer_prompts(own, b.other_prompt_candidates)
+        copies = ([[judged[c] for c in found] for found in embedded.copies(own, b.copy_similarity)]
                   if b.copy_similarity is not None else [[] for _ in judged])
         pairs = [(i, j, j in held) for i, near, held in zip(judged, nearer, copies)
                  for j in dict.fromkeys(near + held)]
-        own = dict(zip([i for i, _, _ in pairs], mean_nll(self.scorer, [texts[i] for i, _, _ in pairs],
-                                                          [prompts[i] for i, _, _ in pairs])))
+        own_nll = dict(zip([i for i, _, _ in pairs], mean_nll(self.scorer, [texts[i] for i, _, _ in pairs],
+                                                              [prompts[i] for i, _, _ in pairs])))
         other = mean_nll(self.scorer, [texts[i] for i, _, _ in pairs], [prompts[j] for _, j, _ in pairs])
         best: dict[int, tuple[float, int, float, bool]] = {}
         for (i, j, copy), nll in zip(pairs, other):
-            lift = own[i] - nll
+            lift = own_nll[i] - nll
             # how far past its cut: a copy's prompt needs only to fit better, another the margin
             excess = lift - (0.0 if copy else b.other_prompt_margin)
             if math.isfinite(lift) and (i not in best or excess > best[i][0]):
@@ -154,17 +149,21 @@ class FitFilter(Filter):
         ok = [i for i in range(len(records)) if texts[i] is not None and prompts[i] is not None]
         mine, asked = [texts[i] or "" for i in ok], [prompts[i] or "" for i in ok]
         signals = dict(zip(ok, fit_signals(self.scorer, mine, asked)))
-        others = {ok[i]: (ok[j], lift, copy) for i, (j, lift, copy) in
-                  self.other_prompt_signals(mine, asked).items()}
-        long = [i for i in ok if len((texts[i] or "").split()) >= b.min_words]
+        # gain, other prompt and unrelated judge answers of min_words or more (positions in `ok`)
+        judged = [n for n, t in enumerate(mine) if len(t.split()) >= b.min_words]
+        long = [ok[n] for n in judged]
         is_long = set(long)
+        others: dict[int, tuple[int, float, bool]] = {}
         cosines: dict[int, float] = {}
-        if b.unrelated_cosine is not None and long:
-            from filters.fit_other import own_cosines
+        if judged and (b.other_prompt_margin is not None or b.unrelated_cosine is not None):
+            from filters.fit_other import Embedded
 
             self.embedder = self.embedder or _embedder(b)
-            cosines = dict(zip(long, own_cosines(self.embedder, [texts[i] or "" for i in long],
-                                                 [prompts[i] or "" for i in long])))
+            embedded = Embedded.of(self.embedder, [mine[n] for n in judged], asked)
+            others = {ok[n]: (ok[j], lift, copy) for n, (j, lift, copy) in
+                      self.other_prompt_signals(mine, asked, judged, embedded).items()}
+            if b.unrelated_cosine is not None:
+                cosines = dict(zip(long, embedded.own_cosines([asked[n] for n in judged])))
         end_cut, gain_cut, source = self.cuts()
         margin = b.other_prompt_margin
         self.info = {"model": b.model, "column": b.column,

@@ -183,21 +183,24 @@ PARIS = "The capital city of France is Paris, on the river Seine."
 
 def test_nearer_prompts_finds_the_prompt_a_misjoined_answer_belongs_to():
     from filters.embed import Embedder
-    from filters.fit_other import nearer_prompts
+    from filters.fit_other import Embedded
+
+    def nearer_prompts(texts, own, prompts, k=1):
+        return Embedded.of(Embedder(), texts, prompts).nearer_prompts(own, k)
 
     prompts = ["How do I bake sourdough bread at home?", "What is the capital city of France?",
                "Give me three tips for running a marathon.", "How do I bake sourdough bread at home?"]
     texts = [BREAD, PARIS, BREAD, "Bake it with care and let the sourdough rise before it goes in."]
     # the marathon row holds the bread answer: its nearest prompt is the bread one, first held by
     # record 0; the last row's prompt is record 0's text, its own, so it has no candidate
-    assert nearer_prompts(Embedder(), texts, prompts, prompts) == [[], [], [0], []]
+    assert nearer_prompts(texts, prompts, prompts) == [[], [], [0], []]
     # only the rows asked about, searched among every prompt; k: the prompts nearer than its own
-    assert nearer_prompts(Embedder(), texts[2:3], prompts[2:3], prompts) == [[0]]
+    assert nearer_prompts(texts[2:3], prompts[2:3], prompts) == [[0]]
     # cosines to the bread answer: bread 0.55, marathon 0.14, Hamlet 0.07 (its own). In the test
     # below, each answer's nearest prompt is ahead of the next by 0.2 or more.
     three = [prompts[0], prompts[2], "Summarise the plot of Hamlet."]
-    assert nearer_prompts(Embedder(), [BREAD], [three[2]], three, k=2) == [[0, 1]]
-    assert nearer_prompts(Embedder(), [BREAD], [three[2]], three, k=1) == [[0]]
+    assert nearer_prompts([BREAD], [three[2]], three, k=2) == [[0, 1]]
+    assert nearer_prompts([BREAD], [three[2]], three, k=1) == [[0]]
 
 
 class PairScorer(PerplexityScorer):
